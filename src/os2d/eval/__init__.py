@@ -1,0 +1,1 @@
+"""Evaluation: reference VOC AP, episodic AP, detections JSON and dataset evaluation runner."""
