@@ -1,24 +1,9 @@
-"""Shared test fixtures: locating ../shared and small generated images."""
+"""Shared test fixtures."""
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SHARED = PROJECT_ROOT.parent / "shared"
-
-
-def shared_path(*parts: str) -> Path:
-    """Path under ../shared; fails the test with a clear message when it is missing."""
-    path = SHARED.joinpath(*parts)
-    if not path.exists():
-        pytest.fail(
-            f"shared test data not found: {path} (tests expect the project's shared/ folder "
-            f"beside the project root, i.e. {SHARED})",
-            pytrace=False,
-        )
-    return path
+from shared_data import PROJECT_ROOT, SHARED, shared_path  # noqa: F401  (re-exported for tests)
 
 
 @pytest.fixture

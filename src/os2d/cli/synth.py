@@ -15,11 +15,15 @@ class MaskMode(str, Enum):
     white = "white"
 
 
-HELP = """Compose synthetic scenes: class images (packshots, logo crops) pasted on background
-photos with random pose, lighting, blur, noise and occlusion; writes OUT/classes/<name>.csv,
-OUT/classes/images/, OUT/src/ (OS2D CSV layout, exact boxes) and OUT/synth_config.json.
-Deterministic given --seed. Class name = file stem. Extra paths after the options are taken as
-more class images, so `--classes a.jpg b.jpg` works."""
+SHORT_HELP = "Compose synthetic training scenes with exact boxes (OS2D CSV layout)."
+HELP = (
+    "Compose synthetic scenes: class images (packshots, logo crops) pasted on background photos "
+    "with random pose, lighting, blur, noise and occlusion. Writes OUT/classes/<name>.csv, "
+    "OUT/classes/images/, OUT/src/ (the OS2D CSV layout, exact boxes) and OUT/synth_config.json. "
+    "Deterministic given --seed.\n\n"
+    "Class name = file stem. Paths after the options are taken as more class images, so "
+    "`--classes a.jpg b.jpg` works."
+)
 
 
 def synth(
@@ -28,43 +32,57 @@ def synth(
     backgrounds: Annotated[List[Path], typer.Option(
         "--backgrounds", help="Folder (or file) of background photos (repeatable).")],
     out: Annotated[Path, typer.Option("--out", help="Output dataset folder (new or empty).")],
-    more_classes: Annotated[Optional[List[Path]], typer.Argument(metavar="CLASS_IMAGES",
-        help="More class image files or folders.", show_default=False)] = None,
-    num_scenes: Annotated[int, typer.Option("--num-scenes", help="Number of scenes.")] = 100,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed (scene i is the same for any N).")] = 0,
-    min_objects: Annotated[int, typer.Option("--min-objects", help="Fewest objects per scene.")] = 1,
-    max_objects: Annotated[int, typer.Option("--max-objects", help="Most objects per scene.")] = 6,
-    scene_size: Annotated[int, typer.Option("--scene-size", help="Longer side of scenes, px.")] = 800,
+    more_classes: Annotated[Optional[List[Path]], typer.Argument(
+        metavar="CLASS_IMAGES", help="More class image files or folders.", show_default=False)] = None,
+    num_scenes: Annotated[int, typer.Option(
+        "--num-scenes", help="Number of scenes.")] = 100,
+    seed: Annotated[int, typer.Option(
+        "--seed", help="Random seed (scene i is the same for any --num-scenes).")] = 0,
+    min_objects: Annotated[int, typer.Option(
+        "--min-objects", help="Fewest objects per scene.")] = 1,
+    max_objects: Annotated[int, typer.Option(
+        "--max-objects", help="Most objects per scene.")] = 6,
+    scene_size: Annotated[int, typer.Option(
+        "--scene-size", help="Longer side of scenes, px.")] = 800,
     object_min: Annotated[float, typer.Option(
-        "--object-min", help="Smallest object box (longer side) as a fraction of the scene's longer side.")] = 0.08,
+        "--object-min", help="Smallest object box (longer side) / scene longer side.")] = 0.08,
     object_max: Annotated[float, typer.Option(
-        "--object-max", help="Largest object box as a fraction of the scene's longer side.")] = 0.5,
-    min_box_size: Annotated[int, typer.Option("--min-box-size", help="Drop objects with a box side below this, px.")] = 16,
+        "--object-max", help="Largest object box (longer side) / scene longer side.")] = 0.5,
+    min_box_size: Annotated[int, typer.Option(
+        "--min-box-size", help="Skip objects whose box has a side below this, px.")] = 16,
+    max_iou: Annotated[float, typer.Option(
+        "--max-iou", help="Max IoU between two objects' boxes.")] = 0.3,
     mask: Annotated[MaskMode, typer.Option(
-        "--mask", help="Cut class images out of their background: auto (uniform border), white, none (paste the rectangle).",
-        case_sensitive=False)] = MaskMode.auto,
-    rotation_max_deg: Annotated[float, typer.Option("--rotation-max-deg", help="Max in-plane rotation, degrees.")] = 15.0,
+        "--mask", case_sensitive=False,
+        help="Cut class images out of their background: auto (if the border is uniform), "
+             "white, or none (paste the whole rectangle; use for logo crops).")] = MaskMode.auto,
+    rotation_max_deg: Annotated[float, typer.Option(
+        "--rotation-max-deg", help="Max in-plane rotation, degrees.")] = 15.0,
     occlusion_prob: Annotated[float, typer.Option(
         "--occlusion-prob", help="Chance of an extra occluder patch per object.")] = 0.25,
     max_occlusion: Annotated[float, typer.Option(
         "--max-occlusion", help="Never hide more than this fraction of an object.")] = 0.6,
     difficult_occlusion: Annotated[float, typer.Option(
         "--difficult-occlusion", help="Mark objects hidden by more than this fraction difficult.")] = 0.4,
-    split: Annotated[str, typer.Option("--split", help="Value of the split column.")] = "train",
-    name: Annotated[str, typer.Option("--name", help="Dataset name: classes/<name>.csv.")] = "synth",
+    split: Annotated[str, typer.Option(
+        "--split", help="Value of the split column.")] = "train",
+    name: Annotated[str, typer.Option(
+        "--name", help="Dataset name: classes/<name>.csv, src/<name>_000000.jpg.")] = "synth",
     overwrite: Annotated[bool, typer.Option(
-        "--overwrite", help="Replace a previous 'os2d synth' output in OUT (removes only files it listed).")] = False,
+        "--overwrite", help="Replace a previous 'os2d synth' output in OUT (removes only the files "
+                            "its synth_config.json lists).")] = False,
     progress: Annotated[Optional[bool], typer.Option(
-        "--progress/--no-progress", help="Progress bar (default: on when stderr is a terminal).",
-        show_default=False)] = None,
+        "--progress/--no-progress", show_default=False,
+        help="Progress bar (default: on when stderr is a terminal).")] = None,
 ) -> None:
     from os2d.synth import SynthConfig, generate_dataset
 
     config = SynthConfig(
         num_scenes=num_scenes, seed=seed, min_objects=min_objects, max_objects=max_objects,
         scene_size=scene_size, object_size=(object_min, object_max), min_box_size=min_box_size,
-        mask=mask.value, rotation_max_deg=rotation_max_deg, occlusion_prob=occlusion_prob,
-        max_occlusion=max_occlusion, difficult_occlusion=difficult_occlusion, split=split, name=name,
+        max_iou=max_iou, mask=mask.value, rotation_max_deg=rotation_max_deg,
+        occlusion_prob=occlusion_prob, max_occlusion=max_occlusion,
+        difficult_occlusion=difficult_occlusion, split=split, name=name,
     )
     show = sys.stderr.isatty() if progress is None else progress
     from tqdm import tqdm
@@ -89,4 +107,4 @@ def synth(
 
 def register(app: typer.Typer) -> None:
     """Add ``os2d synth`` to the ``os2d`` app."""
-    app.command("synth", help=HELP)(synth)
+    app.command("synth", help=HELP, short_help=SHORT_HELP)(synth)

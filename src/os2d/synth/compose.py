@@ -340,14 +340,24 @@ def scene_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), int(index)])
 
 
-def _iou(a: Tuple[float, ...], b: Tuple[float, ...]) -> float:
+def _overlap(a: Tuple[float, ...], b: Tuple[float, ...]) -> Tuple[float, float]:
+    """(IoU, intersection / area of the smaller box) of two xyxy boxes."""
     iw = min(a[2], b[2]) - max(a[0], b[0])
     ih = min(a[3], b[3]) - max(a[1], b[1])
     if iw <= 0 or ih <= 0:
-        return 0.0
+        return 0.0, 0.0
     inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union
+    area_a = (a[2] - a[0]) * (a[3] - a[1])
+    area_b = (b[2] - b[0]) * (b[3] - b[1])
+    return inter / (area_a + area_b - inter), inter / min(area_a, area_b)
+
+
+def _too_close(box: Tuple[float, ...], others: Sequence[Tuple[float, ...]], config: SynthConfig) -> bool:
+    for other in others:
+        iou, contained = _overlap(box, other)
+        if iou >= config.max_iou or contained > config.max_containment:
+            return True
+    return False
 
 
 class _Canvas:
@@ -392,10 +402,11 @@ class _Canvas:
         if total == 0 or area < (1 - cfg.max_truncation) * total:
             return False
         rows, cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
-        box = (float(sx0 + cols[0]), float(sy0 + rows[0]), float(sx0 + cols[-1] + 1), float(sy0 + rows[-1] + 1))
+        box = (float(sx0 + cols[0]), float(sy0 + rows[0]),
+               float(sx0 + cols[-1] + 1), float(sy0 + rows[-1] + 1))
         if min(box[2] - box[0], box[3] - box[1]) < cfg.min_box_size:
             return False
-        if any(_iou(box, o.box) >= cfg.max_iou for o in self.objects):
+        if _too_close(box, [o.box for o in self.objects], cfg):
             return False
         region = (slice(sy0, sy1), slice(sx0, sx1))
         lost = self._hidden_ok(region, inside)
@@ -487,8 +498,9 @@ def compose_scene(index: int, classes: Sequence[ClassImage], backgrounds: Backgr
 
     Objects are pasted in order (later ones may partly cover earlier ones); each object's box is
     the tight box of its warped mask (alpha >= 0.5) clipped to the scene. Placements that would
-    break ``max_iou``, ``min_box_size``, ``max_truncation`` or ``max_occlusion`` are retried, then
-    tried smaller, then skipped. Finally occluder patches are painted over some objects.
+    break ``max_iou``, ``max_containment``, ``min_box_size``, ``max_truncation`` or
+    ``max_occlusion`` are retried, then tried smaller, then skipped. Finally occluder patches are
+    painted over some objects.
     """
     if not classes:
         raise ValueError("no class images given")

@@ -26,6 +26,8 @@ class SynthConfig:
             side, sampled log-uniformly.
         min_box_size: objects whose box (clipped to the scene) has a side below this are not pasted.
         max_iou: two pasted objects' boxes overlap with IoU below this.
+        max_containment: and the intersection covers at most this fraction of the smaller box
+            (so small objects are not pasted inside the box of a big one).
         max_truncation: at most this fraction of an object's mask may fall outside the scene.
         mask: ``auto`` (uniform border colour -> cut the object out; otherwise paste the whole
             rectangle), ``white`` (cut out white-ish background connected to the border),
@@ -57,6 +59,7 @@ class SynthConfig:
     object_size: Tuple[float, float] = (0.08, 0.5)
     min_box_size: int = 16
     max_iou: float = 0.3
+    max_containment: float = 0.5
     max_truncation: float = 0.3
     mask: str = "auto"
     mask_tolerance: int = 30
@@ -106,6 +109,8 @@ class SynthConfig:
             raise bad("seed", self.seed, "must be >= 0")
         if self.min_objects < 1:
             raise bad("min_objects", self.min_objects, "must be >= 1")
+        if self.max_objects > 10_000:
+            raise bad("max_objects", self.max_objects, "must be <= 10000")
         if self.max_objects < self.min_objects:
             raise bad("max_objects", self.max_objects, f"must be >= min_objects ({self.min_objects})")
         if self.scene_size < 32:
@@ -120,6 +125,8 @@ class SynthConfig:
                       f"is larger than the largest object ({hi} * scene_size {self.scene_size})")
         if not (0 < self.max_iou <= 1):
             raise bad("max_iou", self.max_iou, "must be in (0, 1]")
+        if not (0 < self.max_containment <= 1):
+            raise bad("max_containment", self.max_containment, "must be in (0, 1]")
         if not (0 <= self.max_truncation < 1):
             raise bad("max_truncation", self.max_truncation, "must be in [0, 1)")
         if self.mask not in MASK_MODES:

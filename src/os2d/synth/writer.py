@@ -178,6 +178,11 @@ def prepare_output(out: Path, *, overwrite: bool, planned: Sequence[str], inputs
             if src.resolve() in old_set:
                 raise ValueError(f"refusing to overwrite {out}: input {src} is one of the files "
                                  f"a previous run wrote there; copy it elsewhere first")
+        old_names = {p.resolve() for p in old}
+        for rel in planned:  # check everything before deleting anything
+            path = _safe_member(out, rel)
+            if path is not None and (path.exists() or path.is_symlink()) and path.resolve() not in old_names:
+                raise ValueError(f"refusing to overwrite {path}: it was not written by 'os2d synth'")
         for path in old:
             if path.is_symlink() or path.is_file():
                 path.unlink()
@@ -185,10 +190,6 @@ def prepare_output(out: Path, *, overwrite: bool, planned: Sequence[str], inputs
             d = out / sub
             if d.is_dir() and not d.is_symlink() and not any(d.iterdir()):
                 d.rmdir()
-        for rel in planned:
-            path = _safe_member(out, rel)
-            if path is not None and (path.exists() or path.is_symlink()):
-                raise ValueError(f"refusing to overwrite {path}: it was not written by 'os2d synth'")
     out.mkdir(parents=True, exist_ok=True)
 
 

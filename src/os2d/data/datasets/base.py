@@ -8,6 +8,7 @@ its class (query) image file(s). Readers live in :mod:`os2d.data.datasets.os2d_c
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -172,6 +173,12 @@ class Dataset:
         return Dataset(name=name, class_names=classes,
                        class_images={c: list(self.class_images[c]) for c in classes},
                        images=images, excluded_images=list(self.excluded_images))
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/os2d/datasets`` (``~/.cache`` when unset): generated class images/CSVs."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "os2d" / "datasets"
 
 
 def read_image_size(path: Path, *, what: str = "scene image") -> Tuple[int, int]:

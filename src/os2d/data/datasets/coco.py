@@ -8,7 +8,7 @@
 * Class images: a category may name its class image with an extra key ``"class_image"`` (a path
   relative to the JSON's folder). Otherwise the class image is **cropped from the largest
   non-crowd, non-difficult instance** of the category and saved as PNG under ``cache_dir``
-  (default ``~/.cache/os2d/coco_class_images``; never next to the user's files unless
+  (default ``~/.cache/os2d/datasets/<json stem>-<hash>``; never next to the user's files unless
   ``cache_dir`` points there). Since that instance would be a trivial match, **the scene it was
   cropped from is excluded from the evaluation** (all its boxes, of every class); the excluded
   file names are listed in ``Dataset.excluded_images``. A category without any usable instance
@@ -27,16 +27,12 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from os2d.data.datasets.base import Dataset, SceneRecord, check_boxes_in_image, read_image_size
+from os2d.data.datasets.base import (
+    Dataset, SceneRecord, check_boxes_in_image, default_cache_dir, read_image_size,
+)
 from os2d.data.images import load_image
 
 logger = logging.getLogger(__name__)
-
-
-def default_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/os2d/coco_class_images`` (``~/.cache`` when unset)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "os2d" / "coco_class_images"
 
 
 def load_coco_json(json_path: Path) -> dict:

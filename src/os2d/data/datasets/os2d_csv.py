@@ -39,7 +39,7 @@ _IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", 
 
 
 @dataclass(frozen=True)
-class _Row:
+class CsvRow:
     line: int
     image_id: str
     image_file: str
@@ -107,14 +107,14 @@ def _parse_box(row: dict, *, where: str) -> Tuple[float, float, float, float]:
     return tuple(min(max(v, 0.0), 1.0) for v in (lx, ty, rx, by))
 
 
-def parse_row(row: dict, *, line: int, csv_path: Path) -> _Row:
+def parse_row(row: dict, *, line: int, csv_path: Path) -> CsvRow:
     """Validate one CSV row (``line`` is its 1-based line number in the file)."""
     where = f"{csv_path}:{line}"
     for column in ("imagefilename", "classfilename"):
         if not row[column]:
             raise ValueError(f"{where}: column {column!r} is empty")
     class_name = row.get("classname") or Path(row["classfilename"]).stem
-    return _Row(
+    return CsvRow(
         line=line, image_id=row["imageid"], image_file=row["imagefilename"], class_id=row["classid"],
         class_file=row["classfilename"], class_name=class_name,
         difficult=_parse_bool(row["difficult"], where=where), box=_parse_box(row, where=where),
@@ -152,8 +152,8 @@ class SceneIndex:
         return found[0]
 
 
-def _group_by_image(rows: Sequence[_Row], csv_path: Path) -> Dict[str, List[_Row]]:
-    groups: Dict[str, List[_Row]] = {}
+def _group_by_image(rows: Sequence[CsvRow], csv_path: Path) -> Dict[str, List[CsvRow]]:
+    groups: Dict[str, List[CsvRow]] = {}
     ids: Dict[str, str] = {}
     for r in rows:
         if ids.setdefault(r.image_file, r.image_id) != r.image_id:
@@ -163,7 +163,7 @@ def _group_by_image(rows: Sequence[_Row], csv_path: Path) -> Dict[str, List[_Row
     return groups
 
 
-def _scene_record(file_name: str, rows: Sequence[_Row], scenes: SceneIndex) -> SceneRecord:
+def _scene_record(file_name: str, rows: Sequence[CsvRow], scenes: SceneIndex) -> SceneRecord:
     path = scenes.resolve(file_name)
     w, h = read_image_size(path)
     rel = np.array([r.box for r in rows], dtype=np.float64).reshape(-1, 4)
@@ -175,7 +175,7 @@ def _scene_record(file_name: str, rows: Sequence[_Row], scenes: SceneIndex) -> S
     )
 
 
-def _class_order(rows: Sequence[_Row]) -> List[str]:
+def _class_order(rows: Sequence[CsvRow]) -> List[str]:
     """Class names sorted by numeric class id when all ids are integers, else first appearance."""
     first: Dict[str, Tuple[int, str]] = {}
     for i, r in enumerate(rows):
@@ -186,7 +186,7 @@ def _class_order(rows: Sequence[_Row]) -> List[str]:
         return sorted(first, key=lambda c: first[c][0])
 
 
-def _class_images(rows: Sequence[_Row], class_dir: Path) -> Dict[str, List[Path]]:
+def _class_images(rows: Sequence[CsvRow], class_dir: Path) -> Dict[str, List[Path]]:
     out: Dict[str, List[Path]] = {}
     for r in rows:
         path = class_dir / r.class_file

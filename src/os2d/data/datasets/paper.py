@@ -20,6 +20,7 @@ Names and subsets (identical to the reference ``os2d/data/dataset.py``):
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,7 +28,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from os2d.data.datasets.base import Dataset
+from os2d.data.datasets.base import Dataset, default_cache_dir
+from os2d.data.datasets.instre import build_instre_csv
 from os2d.data.datasets.os2d_csv import read_os2d_csv
 
 logger = logging.getLogger(__name__)
@@ -81,10 +83,15 @@ def family_of_csv(csv_path: Path) -> Optional[str]:
     return None
 
 
-def read_family_csv(csv_path: Path, family: str, *, image_root: Optional[Path] = None) -> Dataset:
-    """Read a paper dataset's CSV with its scene folder (``src/3264`` for GroZi, ...)."""
+def read_family_csv(csv_path: Path, family: str, *, image_root: Optional[Path] = None,
+                    dataset_dir: Optional[Path] = None) -> Dataset:
+    """Read a paper dataset's CSV with its scene folder (``src/3264`` for GroZi, ...).
+
+    ``dataset_dir`` is the dataset folder (default: the CSV's grandparent); it differs when the
+    CSV was generated into a cache (INSTRE).
+    """
     layout = LAYOUTS[family]
-    root = csv_path.parent.parent
+    root = Path(dataset_dir) if dataset_dir is not None else csv_path.parent.parent
     if image_root is None:
         candidate = root / layout.scene_dir
         image_root = candidate if candidate.is_dir() else root / "src"
@@ -112,8 +119,8 @@ def _grozi_split(dataset: Dataset, split: str) -> Dataset:
         out = dataset.filter_split("train")
         if split == "train-mini":
             out = out.subset(file_names=[r.file_name for r in out.images[:2]])
-            out = out.subset(classes=sorted({l for r in out.images for l in r.labels},
-                                            key=out.class_names.index))
+            present = {label for r in out.images for label in r.labels}
+            out = out.subset(classes=[c for c in out.class_names if c in present])
     elif split == "val-all":
         out = dataset.filter_split(list(GROZI_VAL_SPLITS))
     else:
@@ -141,16 +148,38 @@ def _instre_split(dataset: Dataset, split: str) -> Dataset:
     return _renamed(out, f"instre-{split}")
 
 
-def paper_dataset(name: str, *, data_root: Path, image_root: Optional[Path] = None) -> Dataset:
-    """Load a paper dataset by name (e.g. ``"grozi-val-new-cl"``) from ``data_root``."""
+def _instre_csv_from_mat(folder: Path, cache_dir: Optional[Path]) -> Optional[Path]:
+    """``instre.csv`` built from ``gnd_instre.mat`` into the cache (reused when present)."""
+    mat = folder / "gnd_instre.mat"
+    if not mat.is_file():
+        return None
+    digest = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:12]
+    out_dir = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / f"instre-{digest}"
+    csv_path = out_dir / "instre.csv"
+    if not csv_path.is_file():
+        logger.info("building %s from %s", csv_path, mat)
+        build_instre_csv(folder, out_dir=out_dir)
+    return csv_path
+
+
+def paper_dataset(name: str, *, data_root: Path, image_root: Optional[Path] = None,
+                  cache_dir: Optional[Path] = None) -> Dataset:
+    """Load a paper dataset by name (e.g. ``"grozi-val-new-cl"``) from ``data_root``.
+
+    For INSTRE without ``instre/classes/instre.csv``, the CSV and class images are built from
+    ``instre/gnd_instre.mat`` into ``cache_dir`` (see :mod:`os2d.data.datasets.instre`).
+    """
     parsed = parse_paper_name(name)
     if parsed is None:
         raise ValueError(f"unknown paper dataset {name!r}; known: {list(paper_dataset_names())}")
     family, split = parsed
     layout = LAYOUTS[family]
-    csv_path = Path(data_root) / layout.folder / "classes" / layout.csv_name
+    folder = Path(data_root) / layout.folder
+    csv_path = folder / "classes" / layout.csv_name
+    if not csv_path.is_file() and family == "instre":
+        csv_path = _instre_csv_from_mat(folder, cache_dir) or csv_path
     if not csv_path.is_file():
         raise FileNotFoundError(f"dataset {name!r}: annotation file not found: {csv_path} "
                                 f"(expected the published layout under data_root={data_root})")
-    dataset = read_family_csv(csv_path, family, image_root=image_root)
+    dataset = read_family_csv(csv_path, family, image_root=image_root, dataset_dir=folder)
     return dataset if split is None else apply_paper_split(dataset, family, split)

@@ -76,7 +76,7 @@ def resolve_dataset(spec: str, *, data_root: Optional[Path] = None, split: Optio
                              f"holding grozi/, dairy/, paste/, instre/)")
         if split is not None and parsed[1] is not None and split != parsed[1]:
             raise ValueError(f"dataset {spec!r} already selects split {parsed[1]!r}; got split={split!r}")
-        dataset = paper_dataset(spec, data_root=Path(data_root), image_root=image_root)
+        dataset = paper_dataset(spec, data_root=Path(data_root), image_root=image_root, cache_dir=cache_dir)
         return apply_paper_split(dataset, parsed[0], split) if split and parsed[1] is None else dataset
     if data_root is not None and (Path(data_root) / spec).is_dir():
         return resolve_dataset(str(Path(data_root) / spec), split=split, image_root=image_root,
