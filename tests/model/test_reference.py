@@ -11,7 +11,7 @@ from typing import Dict
 import pytest
 import torch
 
-from conftest import shared_path
+from shared_data import shared_path
 from os2d.model.checkpoint import build_model, load_reference_model
 from os2d.model.config import ModelConfig
 from os2d.model.reference import (is_reference_state, map_reference_state, read_reference_checkpoint,
