@@ -13,6 +13,15 @@ from os2d.model.checkpoint import build_model
 from os2d.model.config import ModelConfig
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on a shared 2-core machine, 2 spinning threads are several times slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 # ---------------------------------------------------------------------------------------- settings
 def test_default_pyramid_level_sizes():
     settings = DetectSettings()
@@ -92,15 +101,14 @@ def bank(detector, classes):
     return detector.prepare_classes(classes)
 
 
-def test_detector_unknown_setting():
-    model = build_model(ModelConfig(backbone="resnet50", backbone_weights=None, use_transform=False))
-    with pytest.raises(TypeError, match="unknown detector settings"):
-        Detector(model, ModelConfig(), scael=[64])
+def test_detector_unknown_setting(detector):
+    with pytest.raises(TypeError, match="unknown detector settings \\['scael'\\]"):
+        Detector(detector.model, ModelConfig(), scael=[64])
 
 
-def test_detect_boxes_in_original_pixels(detector, classes):
+def test_detect_boxes_in_original_pixels(detector, bank):
     scene = _image(96, 128, 4)  # level (64, 48): pixels are scaled by 2 back to the original image
-    result = detector.detect(scene, classes)
+    result = detector.detect(scene, bank)
     assert result.image_size == (128, 96) and result.class_names == ["a", "b"]
     assert 0 < len(result) <= 50
     assert torch.all(result.scores[:-1] >= result.scores[1:])  # sorted

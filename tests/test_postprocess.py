@@ -128,3 +128,12 @@ def test_huge_size_codes_are_clamped_then_clipped():
     (det,) = detect_per_class([_level([[0.9]], codes=codes, anchors=ANCHORS[2:3])], [0], num_labels=1)
     assert math.isfinite(det.boxes.sum().item())
     torch.testing.assert_close(det.boxes, torch.tensor([[0.0, 0.0, 100.0, 100.0]]))
+
+
+def test_float64_codes_with_float32_scores():
+    """Boxes decoded in float64 and float32 scores go through NMS together (used to raise in nms)."""
+    level = _level([[0.5, 0.9, 0.7, 0.8]], codes=torch.zeros(1, 4, 4, dtype=torch.float64),
+                   anchors=ANCHORS.double())
+    (det,) = detect_per_class([level], [0], num_labels=1)
+    assert det.boxes.dtype == torch.float64 and det.scores.dtype == torch.float32
+    torch.testing.assert_close(det.scores, torch.tensor([0.9, 0.8, 0.7]))

@@ -83,7 +83,7 @@ def _nms_merge(parts, nms_iou: float) -> ClassDetections:
     anchors = torch.cat([p[2] for p in parts])
     has_corners = all(p[3] is not None for p in parts)
     corners = torch.cat([p[3] for p in parts]) if has_corners else boxes.new_zeros(len(boxes), 4, 2)
-    keep = nms(boxes, scores, nms_iou)
+    keep = nms(boxes, scores.to(boxes.dtype), nms_iou)  # nms needs one dtype (float64 boxes, float32 scores)
     order = torch.sort(scores[keep], descending=True, stable=True).indices
     keep = keep[order]
     return ClassDetections(boxes[keep], scores[keep], anchors[keep], corners[keep])

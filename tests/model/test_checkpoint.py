@@ -12,6 +12,15 @@ from os2d.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE, build_model, load_o
 from os2d.model.config import FORMAT_NAME, FORMAT_VERSION, ModelConfig
 from os2d.zoo import load_model
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on a shared 2-core machine, 2 spinning threads are several times slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
 RESNET_V2 = ModelConfig(backbone="resnet50", backbone_weights=None, variant="v2", description="test model")
 
 
@@ -21,14 +30,21 @@ def _inputs(seed: int = 0):
                                                      torch.randn(3, 32, 64, generator=g)]
 
 
+def _assert_same_state(a, b):
+    """Identical tensors under identical names (then the outputs are identical too)."""
+    state_a, state_b = a.state_dict(), b.state_dict()
+    assert list(state_a) == list(state_b)
+    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+
+
 def _outputs(model):
     scene, classes = _inputs()
     with torch.no_grad():
         return model(scene, classes)
 
 
-def _assert_same_outputs(a, b):
-    out_a, out_b = _outputs(a), _outputs(b)
+def _assert_same_outputs(a, b, out_a=None):
+    out_a, out_b = _outputs(a) if out_a is None else out_a, _outputs(b)
     assert torch.equal(out_a.scores, out_b.scores)
     assert torch.equal(out_a.boxes, out_b.boxes)
     assert torch.equal(out_a.params, out_b.params)
@@ -44,15 +60,20 @@ def model_v2():
 
 
 @pytest.fixture(scope="module")
+def outputs_v2(model_v2):
+    return _outputs(model_v2)
+
+
+@pytest.fixture(scope="module")
 def saved_dir(tmp_path_factory, model_v2):
     return save_model(model_v2, RESNET_V2, tmp_path_factory.mktemp("saved") / "model")
 
 
 # ------------------------------------------------------------------------------------------ build
-def test_build_model_random_resnet(model_v2):
+def test_build_model_random_resnet(model_v2, outputs_v2):
     assert model_v2.head.transform_net is not None and model_v2.head.variant == "v2"
     assert not model_v2.training
-    out = _outputs(model_v2)
+    out = outputs_v2
     # 64 px scene -> 4x4 feature map (stride 16), two class entries
     assert out.scores.shape == (1, 2, 4, 4) and out.params.shape == (1, 2, 6, 4, 4)
     assert torch.all(out.scores.abs() <= 1 + 1e-5)
@@ -87,6 +108,13 @@ def test_build_model_without_transform():
 def test_build_model_unknown_backbone():
     with pytest.raises(ValueError, match="'resnet18'"):
         build_model(ModelConfig(backbone="resnet18", backbone_weights=None))
+    with pytest.raises(ValueError, match="resnet50 has no pip-packaged weights"):
+        build_model(ModelConfig(backbone="resnet50", backbone_weights="package"))
+
+
+def test_class_features_need_images(model_v2):
+    with pytest.raises(ValueError, match="no class images given"):
+        model_v2.class_features([])
 
 
 # ------------------------------------------------------------------------------------- round trip
@@ -97,13 +125,18 @@ def test_save_writes_config_and_weights(saved_dir):
     assert blob["model"]["variant"] == "v2" and blob["model"]["backbone"] == "resnet50"
 
 
-@pytest.mark.parametrize("which", ["dir", "config", "weights"])
-def test_save_load_round_trip_identical_outputs(saved_dir, model_v2, which):
-    path = {"dir": saved_dir, "config": saved_dir / CONFIG_FILE, "weights": saved_dir / WEIGHTS_FILE}[which]
-    loaded, config = load_own_model(path)
+def test_save_load_round_trip_identical_outputs(saved_dir, model_v2, outputs_v2):
+    loaded, config = load_own_model(saved_dir)
     assert config == RESNET_V2
     assert not loaded.training
-    _assert_same_outputs(model_v2, loaded)
+    _assert_same_outputs(model_v2, loaded, outputs_v2)
+
+
+@pytest.mark.parametrize("which", ["config", "weights"])
+def test_load_from_config_or_weights_file(saved_dir, model_v2, which):
+    loaded, config = load_own_model(saved_dir / (CONFIG_FILE if which == "config" else WEIGHTS_FILE))
+    assert config == RESNET_V2
+    _assert_same_state(model_v2, loaded)
 
 
 def test_load_weights_alone_uses_embedded_config(tmp_path, saved_dir, model_v2):
@@ -111,14 +144,14 @@ def test_load_weights_alone_uses_embedded_config(tmp_path, saved_dir, model_v2):
     lone.write_bytes((saved_dir / WEIGHTS_FILE).read_bytes())
     loaded, config = load_own_model(lone)
     assert config == RESNET_V2
-    _assert_same_outputs(model_v2, loaded)
+    _assert_same_state(model_v2, loaded)
 
 
 def test_zoo_resolves_saved_folder_and_files(saved_dir, model_v2):
     for path in (saved_dir, str(saved_dir / WEIGHTS_FILE), saved_dir / CONFIG_FILE):
         loaded, config = load_model(path)
         assert config == RESNET_V2
-    _assert_same_outputs(model_v2, loaded)
+        _assert_same_state(model_v2, loaded)
 
 
 def test_round_trip_without_transform(tmp_path):

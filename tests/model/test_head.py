@@ -10,6 +10,15 @@ from os2d.ops.boxes import make_anchors
 from os2d.ops.features import l2_normalize
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on a shared 2-core machine, 2 spinning threads are several times slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def _random_transform_net(in_channels: int, variant: str, seed: int, scale: float = 0.02) -> TransformNet:
     """A TransformNet whose transforms differ from the identity (last layer perturbed), eval mode."""
     torch.manual_seed(seed)
@@ -69,7 +78,8 @@ def test_identity_head_known_answer_window_match():
     x1, y1, x2, y2 = anchors[9, 9]
     torch.testing.assert_close(out.corners[0, 0, 9, 9],
                                torch.tensor([[x1, y1], [x2, y1], [x1, y2], [x2, y2]]))
-    torch.testing.assert_close(out.params[0, 0], torch.tensor([1.0, 0.0, 1.0, 0.0]).view(4, 1, 1).expand(4, height, width))
+    identity = torch.tensor([1.0, 0.0, 1.0, 0.0]).view(4, 1, 1).expand(4, height, width)
+    torch.testing.assert_close(out.params[0, 0], identity)
 
 
 def test_v1_and_v2_identity_heads_agree():

@@ -17,6 +17,15 @@ from os2d.model.config import ModelConfig
 from os2d.model.reference import (is_reference_state, map_reference_state, read_reference_checkpoint,
                                   reference_variant_and_arch)
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on a shared 2-core machine, 2 spinning threads are several times slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
 BACKBONE = "net_feature_maps."
 SHARED = "net_label_features.net_class_features."
 HEAD = "os2d_head_creator.aligner.parameter_regressor."

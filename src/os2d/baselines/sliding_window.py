@@ -20,6 +20,7 @@ def identity_head(head: OS2DHead) -> OS2DHead:
     """A copy of ``head`` (sharing nothing trainable) whose transform is always the identity."""
     clone = copy.copy(head)
     clone._modules = dict(head._modules)
+    clone._buffers = dict(head._buffers)
     clone._modules["transform_net"] = None
     return clone
 

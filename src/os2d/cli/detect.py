@@ -31,7 +31,7 @@ def detect(
     classes: Optional[Path] = typer.Option(None, "--classes", help="Folder of class images (stem = class name; NAME__2.jpg adds a second image)."),
     example: bool = typer.Option(False, "--example", help="Run on the example scene and class images shipped with os2d."),
     model: str = typer.Option("default", "--model", "-m", help="Built-in model (default, untrained) or checkpoint path (ours or the reference's .pth)."),
-    method: str = typer.Option("os2d", "--method", help=f"Matching method: {', '.join(METHODS)}."),
+    method: str = typer.Option("os2d", "--method", help=f"Matching method: {', '.join(METHODS)}, sift."),
     scales: Optional[str] = typer.Option(None, "--scales", help="Scene longer side in pixels per pyramid level, e.g. 640,1024,1600 (default: the paper's 7 levels 0.5..1.6 x --base-size)."),
     base_size: Optional[int] = typer.Option(None, "--base-size", help="Base scene size of the default pyramid (model default: 1280)."),
     class_size: Optional[int] = typer.Option(None, "--class-size", help="Class images are resized so that h*w ~= class_size^2 (default 240)."),
@@ -63,11 +63,20 @@ def detect(
     for path in image:
         if not path.exists():
             raise FileNotFoundError(f"scene image not found: {path}")
-    detector = Detector.load(
-        model, device=device, method=method, scales=parse_scales(scales), base_size=base_size,
-        class_size=class_size, nms_iou=nms, score_threshold=threshold, max_detections=max_dets,
-        augment=augment_list, resize_rule=resize_rule, interpolation=interpolation,
-    )
+    if method == "sift":  # the SIFT baseline: no model, no pyramid (refuses pyramid options)
+        from os2d.eval.methods import build_method
+
+        detector = build_method(
+            "sift", model=model, scales=parse_scales(scales), base_size=base_size, class_size=class_size,
+            nms_iou=nms, score_threshold=threshold, max_detections=max_dets, augment=augment_list,
+            resize_rule=resize_rule, interpolation=interpolation,
+        )
+    else:
+        detector = Detector.load(
+            model, device=device, method=method, scales=parse_scales(scales), base_size=base_size,
+            class_size=class_size, nms_iou=nms, score_threshold=threshold, max_detections=max_dets,
+            augment=augment_list, resize_rule=resize_rule, interpolation=interpolation,
+        )
     bank = detector.prepare_classes(class_map)
     results = []
     for path in tqdm(image, desc="scenes", unit="img", disable=not progress_enabled() or len(image) < 2):

@@ -22,6 +22,10 @@ def _register_commands() -> None:
     detect.register(app)
     from os2d.cli import synth
     synth.register(app)
+    from os2d.cli import train
+    train.register(app)
+    from os2d.cli import evaluate
+    evaluate.register(app)
 
 
 def main() -> None:

@@ -55,7 +55,9 @@ def _open_path(path: Path, *, what: str) -> Image.Image:
             return img.copy()
     except UnidentifiedImageError as err:
         raise ValueError(f"{what} is not a readable image: {path}") from err
-    except (OSError, SyntaxError, Image.DecompressionBombError) as err:
+    except Image.DecompressionBombError as err:
+        raise ValueError(f"{what} is too large ({err}): {path}") from err
+    except (OSError, SyntaxError) as err:
         raise ValueError(f"{what} is corrupt or truncated ({err}): {path}") from err
 
 

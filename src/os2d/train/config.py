@@ -41,6 +41,7 @@ class ModelSection:
     init: str = "untrained"
     backbone: str = "efficientnet-lite0"
     variant: str = "v1"
+    backbone_weights: Optional[str] = "package"  # see ModelConfig.backbone_weights
     seed: int = 0  # TransformNet initialisation (when init is 'untrained')
 
 
@@ -204,9 +205,11 @@ class TrainConfig:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
-def _close(key: str, known: Sequence[str]) -> str:
+def _close(key: str, known: Sequence[str], prefix: str = "") -> str:
     match = difflib.get_close_matches(key, list(known), n=1, cutoff=0.5)
-    return f" (did you mean {match[0]!r}?)" if match else f" (known: {', '.join(sorted(known))})"
+    if match:
+        return f" (did you mean '{prefix}{match[0]}'?)"
+    return f" (known: {', '.join(prefix + k for k in sorted(known))})"
 
 
 def _hints(cls) -> Dict[str, Any]:
@@ -261,7 +264,7 @@ def _build(cls, data: Dict[str, Any], *, prefix: str, source: str):
     kwargs = {}
     for key, value in data.items():
         if key not in known:
-            raise ValueError(f"{source}: unknown setting {prefix}{key!r}{_close(str(key), known)}")
+            raise ValueError(f"{source}: unknown setting '{prefix}{key}'{_close(str(key), known, prefix)}")
         kwargs[key] = _convert(hints[key], value, key=f"{prefix}{key}", source=source)
     return cls(**kwargs)
 

@@ -1,0 +1,232 @@
+"""Grocery-store one-shot recognition check (GroceryStoreDataset layout).
+
+The folder holds ``labels.csv`` (``split, cls, coarse, file``; one product class per photo),
+``iconic/<Class>.jpg`` studio packshots and ``photos/<split>/<Class>/*.jpg`` store photos. The
+check gives the detector the packshot of **every class that appears in labels.csv** (the 16
+packaged products) as class images and runs it on the photos of one split. A photo counts as
+recognised when its top-scoring detection is of the photo's class; a photo without any
+detection counts as wrong. Reported: top-1 accuracy over photos and per class.
+
+The photos are small (348 px) and the product usually fills most of the photo, so the default
+pyramid :data:`DEFAULT_SCALES` puts a product covering 60-90 % of the photo at about 240 px (the
+class-image size) on some level: at 320 px a product of 75 % is 240 px.
+
+Detection records use the photo's path relative to the dataset folder (the ``file`` column,
+e.g. ``photos/test/Arla-Sour-Milk/Arla-Sour-Milk_001.jpg``) as ``"image"``: file names alone
+repeat across splits.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+import sys
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+from tqdm import tqdm
+
+from os2d.structures import Detections
+
+logger = logging.getLogger(__name__)
+
+#: Pyramid levels (longer side in px) for the 348 px store photos.
+DEFAULT_SCALES: Tuple[float, ...] = (256.0, 320.0, 384.0, 448.0)
+DEFAULT_SPLIT = "test"
+LABELS_FILE = "labels.csv"
+ICONIC_FOLDER = "iconic"
+_COLUMNS = ("split", "cls", "file")
+
+
+@dataclass
+class GroceryPhoto:
+    """One store photo: ``name`` (path relative to the dataset root), ``path``, ``label`` (class)."""
+
+    name: str
+    path: Path
+    label: str
+    split: str
+
+
+@dataclass
+class GroceryData:
+    """Class images (packshots) and the photos of one split."""
+
+    root: Path
+    split: str
+    class_images: "OrderedDict[str, List[Path]]"
+    photos: List[GroceryPhoto] = field(default_factory=list)
+
+    @property
+    def class_names(self) -> List[str]:
+        return list(self.class_images)
+
+    @property
+    def name(self) -> str:
+        return f"grocery-store:{self.split}"
+
+    def __len__(self) -> int:
+        return len(self.photos)
+
+    def head(self, n: int) -> "GroceryData":
+        """The first ``n`` photos, taken round-robin over classes (photo 1 of each class, then 2...)."""
+        if n < 1:
+            raise ValueError(f"max images must be at least 1, got {n}")
+        by_class: Dict[str, List[GroceryPhoto]] = OrderedDict()
+        for photo in self.photos:
+            by_class.setdefault(photo.label, []).append(photo)
+        order: List[GroceryPhoto] = []
+        depth = 0
+        while len(order) < min(n, len(self.photos)):
+            for photos in by_class.values():
+                if depth < len(photos) and len(order) < n:
+                    order.append(photos[depth])
+            depth += 1
+        return GroceryData(self.root, self.split, self.class_images, order)
+
+
+def is_grocery_store(path: Path) -> bool:
+    """Whether ``path`` is a folder laid out like the grocery-store data (labels.csv + iconic/)."""
+    path = Path(path)
+    return path.is_dir() and (path / LABELS_FILE).is_file() and (path / ICONIC_FOLDER).is_dir()
+
+
+def find_grocery_store(spec: str, data_root: Optional[Path] = None) -> Optional[Path]:
+    """The grocery-store folder named by ``spec`` (a path, or a folder under ``data_root``), or None."""
+    candidates = [Path(spec).expanduser()]
+    if data_root is not None:
+        candidates.append(Path(data_root) / spec)
+    for cand in candidates:
+        if is_grocery_store(cand):
+            return cand
+    return None
+
+
+def load_grocery(root: Path, *, split: Optional[str] = DEFAULT_SPLIT) -> GroceryData:
+    """Read ``labels.csv``: the packshot of every class listed, and the photos of ``split``.
+
+    ``split=None`` or ``"all"`` keeps every photo. Raises ``FileNotFoundError`` for a missing
+    labels file, packshot or photo and ``ValueError`` for an unknown split or a malformed CSV.
+    """
+    root = Path(root)
+    labels_path = root / LABELS_FILE
+    if not labels_path.is_file():
+        raise FileNotFoundError(f"grocery-store labels file not found: {labels_path}")
+    with open(labels_path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in _COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{labels_path}: missing columns {missing} (have {reader.fieldnames})")
+        rows = list(reader)
+    if not rows:
+        raise ValueError(f"{labels_path}: no photos listed")
+    classes = sorted({r["cls"] for r in rows})
+    class_images: "OrderedDict[str, List[Path]]" = OrderedDict()
+    for name in classes:
+        packshot = root / ICONIC_FOLDER / f"{name}.jpg"
+        if not packshot.is_file():
+            raise FileNotFoundError(f"packshot of class {name!r} not found: {packshot}")
+        class_images[name] = [packshot]
+    splits = sorted({r["split"] for r in rows})
+    if split is not None and split != "all" and split not in splits:
+        raise ValueError(f"unknown split {split!r} for grocery-store {root}; available: {splits + ['all']}")
+    photos = []
+    for row in rows:
+        if split not in (None, "all") and row["split"] != split:
+            continue
+        path = root / row["file"]
+        if not path.is_file():
+            raise FileNotFoundError(f"grocery-store photo not found: {path} ({labels_path})")
+        photos.append(GroceryPhoto(name=row["file"], path=path, label=row["cls"], split=row["split"]))
+    return GroceryData(root, split or "all", class_images, photos)
+
+
+def top1_predictions(records: Sequence[dict], names: Sequence[str]) -> Dict[str, Optional[str]]:
+    """Class of the top-scoring record of each photo (``None`` when a photo has none).
+
+    Ties keep the first record in the list (detectors list detections by decreasing score).
+    """
+    best: Dict[str, Tuple[float, str]] = {}
+    wanted = set(names)
+    for rec in records:
+        image = rec["image"]
+        if image not in wanted:
+            raise ValueError(f"detection for image {image!r}, which is not a photo of this check")
+        if image not in best or rec["score"] > best[image][0]:
+            best[image] = (float(rec["score"]), rec["class"])
+    return {name: best[name][1] if name in best else None for name in names}
+
+
+def top1_accuracy(predicted: Sequence[Optional[str]], truth: Sequence[str],
+                  class_names: Optional[Sequence[str]] = None) -> dict:
+    """Top-1 accuracy of predicted classes (``None`` = no detection = wrong).
+
+    Returns ``accuracy``, ``accuracy_per_class`` (class -> accuracy, ``None`` for classes without
+    photos), ``mean_class_accuracy`` (mean over classes with photos), ``num_photos``,
+    ``num_correct``, ``num_without_detections``, ``photos_per_class``.
+    """
+    if len(predicted) != len(truth):
+        raise ValueError(f"{len(predicted)} predictions for {len(truth)} photos")
+    if not truth:
+        raise ValueError("no photos to compute an accuracy on")
+    names = list(class_names) if class_names is not None else sorted(set(truth))
+    total = {n: 0 for n in names}
+    correct = {n: 0 for n in names}
+    for pred, true in zip(predicted, truth):
+        if true not in total:
+            raise ValueError(f"photo class {true!r} is not one of the classes {names}")
+        total[true] += 1
+        correct[true] += int(pred == true)
+    per_class = {n: (correct[n] / total[n] if total[n] else None) for n in names}
+    present = [v for v in per_class.values() if v is not None]
+    num_correct = sum(correct.values())
+    return {
+        "accuracy": num_correct / len(truth),
+        "accuracy_per_class": per_class,
+        "mean_class_accuracy": sum(present) / len(present),
+        "num_photos": len(truth), "num_correct": num_correct,
+        "num_without_detections": sum(p is None for p in predicted),
+        "photos_per_class": total,
+    }
+
+
+def evaluate_grocery_records(data: GroceryData, records: Sequence[dict]) -> dict:
+    """Top-1 accuracy of detection records on the photos of ``data`` (see :func:`top1_accuracy`)."""
+    unknown = sorted({r["class"] for r in records} - set(data.class_names))
+    if unknown:
+        raise ValueError(f"detections of classes {unknown[:5]} that are not grocery-store classes")
+    names = [p.name for p in data.photos]
+    top = top1_predictions(records, names)
+    result = top1_accuracy([top[n] for n in names], [p.label for p in data.photos], data.class_names)
+    result.update({"dataset": data.name, "task": "grocery-store top-1 recognition",
+                   "num_classes": len(data.class_names), "num_detections": len(records),
+                   "predictions": {n: top[n] for n in names}})
+    return result
+
+
+def run_on_grocery(data: GroceryData, detect_fn: Callable[[Path], Detections], *,
+                   progress: bool = True) -> List[dict]:
+    """``detect_fn(photo path) -> Detections`` on every photo; records named by ``photo.name``."""
+    records: List[dict] = []
+    show = progress and sys.stderr.isatty()
+    for photo in tqdm(data.photos, desc=f"detect {data.name}", unit="img", disable=not show):
+        dets = detect_fn(photo.path)
+        if not isinstance(dets, Detections):
+            raise TypeError(f"detect_fn must return Detections, got {type(dets).__name__} for {photo.path}")
+        records.extend(dets.to_records(image_name=photo.name))
+    return records
+
+
+def format_accuracy_table(result: dict) -> str:
+    """Plain-text per-class accuracy table of an :func:`evaluate_grocery_records` result."""
+    names = list(result["accuracy_per_class"])
+    width = max([len("class")] + [len(n) for n in names])
+    lines = [f"{'class':<{width}}  {'top-1':>6}  {'photos':>6}", "-" * (width + 16)]
+    for name in names:
+        acc = result["accuracy_per_class"][name]
+        lines.append(f"{name:<{width}}  {'-' if acc is None else f'{100 * acc:5.1f}':>6}  "
+                     f"{result['photos_per_class'][name]:>6}")
+    lines.append("-" * (width + 16))
+    lines.append(f"{'all':<{width}}  {100 * result['accuracy']:6.1f}  {result['num_photos']:>6}")
+    return "\n".join(lines)
