@@ -21,6 +21,7 @@ Usage::
     python benchmarks/results_report.py --overwrite                 # everything (long on a CPU)
     python benchmarks/results_report.py --max-images 8 --output /tmp/r.md --overwrite   # quick
     python benchmarks/results_report.py --methods sift --tasks grocery --update   # add/replace runs
+    python benchmarks/results_report.py --report-only --merge /tmp/other/results.json  # combine runs
 
 ``--update`` keeps the runs already in the JSON next to ``--output`` and replaces those run again;
 the markdown is always rebuilt from all runs. The JSON is rewritten after every run, so an
@@ -206,6 +207,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "results.md",
                         help="markdown file; the JSON goes beside it (.json)")
     parser.add_argument("--update", action="store_true", help="keep other runs already in the JSON")
+    parser.add_argument("--merge", type=Path, nargs="+", default=[],
+                        help="also take the runs of these results JSON files (written by other invocations)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="run nothing: rebuild the markdown from the JSON beside --output (and --merge)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--device", default="cpu")
@@ -215,6 +220,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     out_md, out_json = args.output, args.output.with_suffix(".json")
+    if args.report_only:
+        args.update, args.tasks = True, []
     if not args.update and not args.overwrite:
         existing = [p for p in (out_md, out_json) if p.exists()]
         if existing:
@@ -227,8 +234,13 @@ def main(argv: Optional[List[str]] = None) -> None:
     import os2d
 
     runs: List[dict] = []
+    stored_meta = None
     if args.update and out_json.exists():
-        runs = json.loads(out_json.read_text(encoding="utf-8")).get("runs", [])
+        stored = json.loads(out_json.read_text(encoding="utf-8"))
+        runs, stored_meta = stored.get("runs", []), stored.get("meta")
+    for other in args.merge:
+        for entry in json.loads(other.read_text(encoding="utf-8")).get("runs", []):
+            runs = [r for r in runs if _key(r) != _key(entry)] + [entry]
     default_desc = None
     if args.model == "default":
         from os2d.zoo import load_model
@@ -237,6 +249,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     meta = {"date": datetime.date.today().isoformat(), "os2d_version": os2d.__version__,
             "torch": torch.__version__, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
             "threads": torch.get_num_threads(), "default_model": default_desc}
+    if args.report_only and stored_meta:
+        meta = stored_meta
+    if args.merge or args.report_only:
+        _write(out_json, json.dumps({"meta": meta, "runs": runs}, indent=2, allow_nan=False) + "\n")
     loaded: Dict[str, object] = {}
     for task in args.tasks:
         for method in args.methods:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import math
 import sys
 from pathlib import Path
 
@@ -22,6 +21,15 @@ from os2d.train.objective import TrainFeatures, compute_batch_loss
 from os2d.train.trainer import NonFiniteLossError, Trainer, train
 
 TIME_COLUMNS = ("time_data", "time_step", "elapsed")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: on a shared 2-core machine, OpenMP spinning makes 2 threads ~10x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def tiny_overrides(**extra) -> list:
@@ -112,6 +120,25 @@ def test_transform_net_learns_from_positives_only(monkeypatch):
     assert grad > 0
 
 
+def test_last_blocks_trains_only_the_last_stage():
+    model = build_model(ModelConfig())
+    model.head.sample_dtype = torch.float32
+    features = TrainFeatures(model, "last_blocks", last_blocks=1)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith(("head.", "backbone.stages.4.")) for n in trainable)
+    assert any(n.startswith("backbone.stages.4.") for n in trainable)
+    features.set_train_mode()
+    result = compute_batch_loss(features, _manual_batch(True), LossSection(neg_margin=-1.0))
+    result.loss.total.backward()
+    grad = model.backbone.stages[4][0].expand.conv.weight.grad
+    assert grad is not None and float(grad.abs().sum()) > 0
+    assert model.backbone.stem.conv.weight.grad is None and model.backbone.stages[3][0].expand.conv.weight.grad is None
+    assert set(features.cache) == {(0, "a", 0), (0, "b", 0)}
+    with torch.no_grad():  # the split forward equals the plain backbone
+        x = torch.randn(1, 3, 64, 64)
+        assert torch.allclose(features.raw_features(x), model.backbone(x), atol=1e-5)
+
+
 # ------------------------------------------------------------------------------------- training
 def test_overfits_one_batch_of_real_crops(tmp_path):
     trainer = Trainer(tiny_config(), tmp_path / "run", progress=False)
@@ -129,7 +156,7 @@ def _log(path: Path):
 
 
 def test_resume_is_exact_even_after_a_kill(tmp_path, monkeypatch):
-    overrides = dict(**{"eval.every": 2})
+    overrides = {"eval.every": 2, "batch.hard_patch_mining": "true", "batch.hard_prob": 0.5}
     full = train(tiny_config(**overrides), tmp_path / "a", progress=False)
     assert full["iterations"] == 4
     train(tiny_config(**overrides, **{"optim.iterations": 2}), tmp_path / "b", progress=False)

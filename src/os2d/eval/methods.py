@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Mapping, Optional
 
 import numpy as np
 import torch
@@ -206,12 +206,3 @@ def suggest_base_size(dataset, *, object_size: float = 240.0, multiple: int = 10
     base = object_size / float(np.mean(rel))
     return int(max(multiple, round(base / multiple) * multiple))
 
-
-def method_settings_from_options(*, scales: Optional[Sequence[float]] = None, base_size: Optional[int] = None,
-                                 class_size: Optional[int] = None, nms_iou: Optional[float] = None,
-                                 score_threshold: Optional[float] = None, max_detections: Optional[int] = None,
-                                 augment: Sequence[str] = ()) -> Dict[str, Any]:
-    """Settings dict for :func:`build_method` from CLI-style options (``None`` = default)."""
-    return {"scales": list(scales) if scales else None, "base_size": base_size, "class_size": class_size,
-            "nms_iou": nms_iou, "score_threshold": score_threshold, "max_detections": max_detections,
-            "augment": tuple(augment) if augment else None}

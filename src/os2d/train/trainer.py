@@ -261,6 +261,9 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.resume:
             self._restore()
+        else:  # logs of an earlier attempt that died before its first checkpoint
+            for log in (self.train_log, self.val_log):
+                log.path.unlink(missing_ok=True)
         atomic_write_text(self.run_dir / "config.yaml", cfg.to_yaml())
         self.features.set_train_mode()
         total = cfg.optim.iterations

@@ -1,0 +1,154 @@
+"""Grocery-store recognition check: accuracy on hand-made detections, loading, end-to-end run."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from shared_data import shared_path
+from os2d.eval.grocery import (
+    DEFAULT_SCALES, GroceryData, GroceryPhoto, evaluate_grocery_records, find_grocery_store, format_accuracy_table,
+    load_grocery, run_on_grocery, top1_accuracy, top1_predictions,
+)
+from os2d.structures import Detections
+
+CLASSES = ["Apple", "Milk", "Soy"]
+
+
+def _dets(image, entries):
+    """Detections of one photo from ``[(class, score)]`` (boxes do not matter for top-1)."""
+    n = len(entries)
+    return Detections(boxes=torch.tensor([[0.0, 0.0, 10.0, 10.0]] * n).reshape(n, 4),
+                      scores=torch.tensor([s for _, s in entries], dtype=torch.float32),
+                      labels=torch.tensor([CLASSES.index(c) for c, _ in entries], dtype=torch.int64),
+                      class_names=CLASSES, image_size=(20, 20), image_name=image)
+
+
+def _toy_data():
+    photos = [GroceryPhoto(f"photos/test/{c}/{c}_{i}.jpg", Path(f"/x/{c}_{i}.jpg"), c, "test")
+              for c, i in (("Apple", 1), ("Apple", 2), ("Milk", 1), ("Milk", 2), ("Milk", 3))]
+    return GroceryData(Path("/x"), "test", {c: [Path(f"/x/{c}.jpg")] for c in CLASSES}, photos)
+
+
+def test_accuracy_known_answer_on_hand_made_detections():
+    data = _toy_data()
+    p = [ph.name for ph in data.photos]
+    detections = [
+        _dets(p[0], [("Apple", 0.9), ("Milk", 0.2)]),             # Apple photo -> Apple: correct
+        _dets(p[1], [("Milk", 0.6), ("Apple", 0.5)]),             # Apple photo -> Milk: wrong
+        _dets(p[2], [("Soy", 0.3), ("Milk", 0.8)]),               # unsorted list, top is Milk: correct
+        _dets(p[3], []),                                          # no detection: wrong
+        _dets(p[4], [("Milk", -0.1), ("Apple", -0.4)]),           # negative scores still rank: correct
+    ]
+    records = [r for d in detections for r in d.to_records()]
+    result = evaluate_grocery_records(data, records)
+    assert result["accuracy"] == pytest.approx(3 / 5)
+    assert result["accuracy_per_class"] == {"Apple": 0.5, "Milk": pytest.approx(2 / 3), "Soy": None}
+    assert result["mean_class_accuracy"] == pytest.approx((0.5 + 2 / 3) / 2)
+    assert result["num_correct"] == 3 and result["num_photos"] == 5 and result["num_without_detections"] == 1
+    assert result["photos_per_class"] == {"Apple": 2, "Milk": 3, "Soy": 0}
+    assert result["predictions"] == {p[0]: "Apple", p[1]: "Milk", p[2]: "Milk", p[3]: None, p[4]: "Milk"}
+    table = format_accuracy_table(result)
+    assert "Apple" in table and "60.0" in table
+
+
+def test_top1_helpers_and_errors():
+    assert top1_predictions([{"image": "a", "class": "X", "score": 1.0}, {"image": "a", "class": "Y", "score": 1.0}],
+                            ["a", "b"]) == {"a": "X", "b": None}  # ties keep the first
+    assert top1_accuracy(["A", None], ["A", "B"])["accuracy"] == 0.5
+    with pytest.raises(ValueError, match="not a photo"):
+        top1_predictions([{"image": "zzz", "class": "X", "score": 1.0}], ["a"])
+    with pytest.raises(ValueError, match="predictions for"):
+        top1_accuracy(["A"], ["A", "B"])
+    with pytest.raises(ValueError, match="not one of the classes"):
+        top1_accuracy(["A"], ["Q"], ["A"])
+    with pytest.raises(ValueError, match="not grocery-store classes"):
+        evaluate_grocery_records(_toy_data(), [{"image": "x", "class": "Pear", "score": 1.0, "bbox": [0, 0, 1, 1]}])
+
+
+def test_head_is_round_robin_over_classes():
+    data = _toy_data()
+    assert [ph.label for ph in data.head(3).photos] == ["Apple", "Milk", "Apple"]
+    assert len(data.head(100)) == 5
+    with pytest.raises(ValueError, match="at least 1"):
+        data.head(0)
+
+
+def test_load_real_grocery_store():
+    root = shared_path("data", "grocery-store")
+    assert find_grocery_store("grocery-store", root.parent) == root
+    assert find_grocery_store("flickrlogos27", root.parent) is None
+    data = load_grocery(root)
+    assert data.split == "test" and len(data) == 424 and len(data.class_names) == 16
+    assert all(len(v) == 1 and v[0].parent.name == "iconic" and v[0].is_file() for v in data.class_images.values())
+    assert "Banana" not in data.class_images  # only the packaged products of labels.csv
+    assert {ph.label for ph in data.photos} == set(data.class_names)
+    assert len(load_grocery(root, split="val")) == 50 and len(load_grocery(root, split="all")) == 934
+    with pytest.raises(ValueError, match="unknown split 'dev'"):
+        load_grocery(root, split="dev")
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="labels file"):
+        load_grocery(tmp_path)
+    (tmp_path / "iconic").mkdir()
+    (tmp_path / "labels.csv").write_text("split,cls,coarse,file\ntest,Pear,Fruit,photos/test/Pear/p.jpg\n")
+    with pytest.raises(FileNotFoundError, match="packshot of class 'Pear'"):
+        load_grocery(tmp_path)
+    Image.new("RGB", (32, 32)).save(tmp_path / "iconic" / "Pear.jpg")
+    with pytest.raises(FileNotFoundError, match="photo not found"):
+        load_grocery(tmp_path)
+    (tmp_path / "labels.csv").write_text("split,label,file\n")
+    with pytest.raises(ValueError, match="missing columns"):
+        load_grocery(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def three_photos():
+    return load_grocery(shared_path("data", "grocery-store")).head(3)
+
+
+def test_end_to_end_library_on_three_photos(three_photos):
+    from os2d.eval.methods import build_method
+
+    runner = build_method("sift")  # fast; the CLI test below runs os2d
+    bank = runner.prepare_classes(three_photos.class_images)
+    records = run_on_grocery(three_photos, runner.detect_fn(bank), progress=False)
+    assert {r["image"] for r in records} <= {ph.name for ph in three_photos.photos}
+    result = evaluate_grocery_records(three_photos, records)
+    assert result["num_photos"] == 3
+    assert result["num_without_detections"] == sum(p is None for p in result["predictions"].values())
+    assert result["accuracy"] in (0.0, 1 / 3, 2 / 3, 1.0)
+    assert sum(v is not None for v in result["accuracy_per_class"].values()) == 3
+
+
+def test_end_to_end_cli_on_three_photos(tmp_path):
+    from os2d.cli.main import _register_commands, app
+
+    _register_commands()
+    root = shared_path("data", "grocery-store")
+    out, dets = tmp_path / "g.json", tmp_path / "gd.json"
+    args = ["evaluate", "--dataset", str(root), "--max-images", "3", "--json", str(out)]
+    result = CliRunner().invoke(app, args + ["--scales", "256", "--save-detections", str(dets)],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "top-1 accuracy" in result.stdout
+    blob = json.loads(out.read_text())
+    assert blob["num_photos"] == 3 and blob["split"] == "test" and blob["scales"] == [256.0]
+    assert blob["top1_accuracy"] == blob["accuracy"] and 0.0 <= blob["accuracy"] <= 1.0
+    assert len(blob["accuracy_per_class"]) == 16 and len(blob["predictions"]) == 3
+    # the saved detections give the same accuracy without running the model
+    again = CliRunner().invoke(app, args + ["--detections", str(dets), "--overwrite"], catch_exceptions=False)
+    assert again.exit_code == 0, again.output
+    assert json.loads(out.read_text())["predictions"] == blob["predictions"]
+    assert blob["num_without_detections"] == 0  # threshold -inf: every photo has detections
+
+
+def test_default_scales_put_a_typical_product_at_class_size():
+    # a product filling 60-90 % of a 348 px photo is ~240 px (the class-image size) at some level
+    for fraction in (0.6, 0.75, 0.9):
+        assert min(abs(fraction * s - 240) for s in DEFAULT_SCALES) < 30
