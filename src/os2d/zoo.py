@@ -16,7 +16,7 @@ _REFERENCE_SUFFIXES = (".pth", ".pt", ".tar", ".ckpt")
 def untrained_config() -> ModelConfig:
     """EfficientNet-Lite0 (ImageNet, from the pip package) + identity-initialised V1 TransformNet."""
     return ModelConfig(
-        backbone="efficientnet-lite0", backbone_weights="package", variant="v1",
+        backbone="efficientnet-lite0", backbone_weights="package", variant="v1", score_threshold=0.2,
         description="untrained: EfficientNet-Lite0 ImageNet backbone, identity-initialised V1 TransformNet",
     )
 
