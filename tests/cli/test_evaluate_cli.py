@@ -15,6 +15,17 @@ RUNNER = CliRunner()
 MAX_IMAGES = "4"
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """One torch thread: on a loaded 2-core machine, 2 threads make these tests many times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def data_root():
     shared_path("data", "flickrlogos27")
     return str(shared_path("data"))
