@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared_data import PROJECT_ROOT, SHARED, shared_path  # noqa: F401  (re-exported for tests)
+from shared_data import shared_path
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 from torchvision.ops import box_iou
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

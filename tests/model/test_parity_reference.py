@@ -12,7 +12,6 @@ from shared_data import assert_same_detection_sets, shared_path
 from os2d import Detector
 from os2d.data.images import load_image
 from os2d.data.preprocess import resize, size_by_area, to_tensor
-from os2d.ops.boxes import encode_boxes, make_anchors
 from os2d.postprocess import LevelOutput, detect_per_class
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

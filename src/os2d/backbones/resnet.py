@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Dict, Optional, Union
 
 import torch
-from torch import nn
 from torchvision.models import resnet50, resnet101
 
 from os2d.backbones.base import Backbone

@@ -1,7 +1,6 @@
 """``os2d detect``: find class images in scene images."""
 from __future__ import annotations
 
-import json
 import logging
 from importlib import resources
 from pathlib import Path

@@ -18,9 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
-import uuid
 from pathlib import Path
 from typing import List, Optional
 
@@ -28,6 +26,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from os2d.fileio import atomic_write_text
 from os2d.cli.common import check_output, parse_scales, progress_enabled
 from os2d.detector import AUGMENTATIONS
 from os2d.eval.methods import ALL_METHODS, EVAL_SETTINGS, build_method, check_method, suggest_base_size
@@ -240,16 +239,7 @@ def _print_grocery(result: dict, info: dict) -> None:
 
 def _write_json(blob: dict, path: Path) -> None:
     """Write ``blob`` atomically (temporary file + rename)."""
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        with open(tmp, "x", encoding="utf-8") as f:
-            json.dump(blob, f, indent=2, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if tmp.exists():
-            tmp.unlink()
-        raise
+    atomic_write_text(path, json.dumps(blob, indent=2, allow_nan=False) + "\n")
 
 
 def register(app: typer.Typer) -> None:

@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import uuid
 from pathlib import Path
 from typing import Iterable, List, Sequence
 
 import numpy as np
 
+from os2d.fileio import atomic_write_text
 from os2d.eval.voc import ImagePred
 from os2d.structures import Detections
 
@@ -80,16 +79,7 @@ def write_detections(records: Sequence[dict], path: Path) -> Path:
         raise ValueError(f"detections output path is a directory: {path}")
     if not path.parent.is_dir():
         raise FileNotFoundError(f"folder for the detections file does not exist: {path.parent}")
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        with open(tmp, "x", encoding="utf-8") as f:
-            json.dump(clean, f)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(path, json.dumps(clean) + "\n")
     logger.info("wrote %d detections to %s", len(clean), path)
     return path
 

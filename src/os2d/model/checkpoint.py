@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Dict, Tuple, Union
 
@@ -13,6 +11,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from os2d.backbones import build_backbone
+from os2d.fileio import atomic_write, atomic_write_text
 from os2d.model.config import ModelConfig
 from os2d.model.head import OS2DHead
 from os2d.model.os2d import OS2DModel
@@ -82,20 +81,9 @@ def save_model(model: OS2DModel, config: ModelConfig, directory: Union[str, Path
         state = {k: v for k, v in state.items()
                  if not (k.startswith("backbone.") and torch.equal(v, reference[k[len("backbone."):]]))}
     meta = json.dumps(config.to_dict())
-    _atomic_write(directory / WEIGHTS_FILE, lambda p: save_file(state, str(p), metadata={_META_KEY: meta}))
-    _atomic_write(directory / CONFIG_FILE, lambda p: Path(p).write_text(json.dumps(config.to_dict(), indent=1)))
+    atomic_write(directory / WEIGHTS_FILE, lambda p: save_file(state, str(p), metadata={_META_KEY: meta}))
+    atomic_write_text(directory / CONFIG_FILE, json.dumps(config.to_dict(), indent=1))
     return directory
-
-
-def _atomic_write(path: Path, writer) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        writer(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def load_own_model(path: Union[str, Path]) -> Tuple[OS2DModel, ModelConfig]:

@@ -14,13 +14,13 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 from PIL import Image
 
+from os2d.fileio import atomic_write_text
 from os2d.synth.compose import BackgroundPool, ClassImage, Scene, compose_scene, load_class_image
 from os2d.synth.config import SynthConfig
 
@@ -208,9 +208,7 @@ def _write_manifest(out: Path, config: SynthConfig, classes: Sequence[ClassImage
         "stats": stats or {},
         "files": list(files),
     }
-    tmp = out / (CONFIG_FILE + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, out / CONFIG_FILE)
+    atomic_write_text(out / CONFIG_FILE, json.dumps(data, indent=2) + "\n")
 
 
 # --------------------------------------------------------------------------------------------

@@ -22,7 +22,6 @@ difficult is ignored rather than positive.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Sequence, Tuple, Union
 

@@ -28,7 +28,8 @@ from os2d.model.checkpoint import build_model, save_model
 from os2d.model.config import ModelConfig
 from os2d.model.os2d import OS2DModel
 from os2d.train.batching import BatchSampler
-from os2d.train.checkpointing import (CHECKPOINT_FILE, CsvLog, atomic_write_text, load_checkpoint,
+from os2d.fileio import atomic_write_text
+from os2d.train.checkpointing import (CHECKPOINT_FILE, CsvLog, load_checkpoint,
                                       restore_rng_state, save_checkpoint)
 from os2d.train.config import DatasetSpec, OptimSection, TrainConfig
 from os2d.train.objective import TrainFeatures, compute_batch_loss

@@ -20,13 +20,13 @@ import hashlib
 import json
 import logging
 import math
-import os
 import re
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from os2d.fileio import atomic_write
 from os2d.data.datasets.base import (
     Dataset, SceneRecord, check_boxes_in_image, default_cache_dir, read_image_size,
 )
@@ -113,9 +113,8 @@ def _crop_class_image(path: Path, box: np.ndarray, out_path: Path) -> Path:
     x1, y1 = int(math.floor(box[0])), int(math.floor(box[1]))
     x2, y2 = max(int(math.ceil(box[2])), x1 + 1), max(int(math.ceil(box[3])), y1 + 1)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    image.crop((x1, y1, x2, y2)).save(tmp, format="PNG")
-    os.replace(tmp, out_path)
+    crop = image.crop((x1, y1, x2, y2))
+    atomic_write(out_path, lambda tmp: crop.save(tmp, format="PNG"))
     return out_path
 
 

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 from pathlib import Path
 from typing import List, Sequence, Tuple
 
+from os2d.fileio import atomic_write
 from os2d.data.datasets.base import read_image_size
 from os2d.data.images import load_image
 
@@ -114,11 +114,12 @@ def build_instre_csv(instre_root: Path, *, out_dir: Path) -> Path:
             continue
         rows += _class_rows(index, query, data["gnd"][index], data["imlist"], instre_root, image_dir, len(rows))
     csv_path = out_dir / "instre.csv"
-    tmp = csv_path.with_name(csv_path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, csv_path)
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    atomic_write(csv_path, write)
     logger.info("built %s: %d boxes", csv_path, len(rows))
     return csv_path
