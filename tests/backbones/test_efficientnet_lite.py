@@ -27,14 +27,6 @@ CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, E
 ESPRESSO = 967
 
 
-@pytest.fixture(autouse=True)
-def _few_threads():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _center_crop_tensor(image: np.ndarray, size: int, model: EfficientNetLite) -> torch.Tensor:
     """uint8 HxWx3 -> normalised Tensor[1, 3, size, size] (central square, bicubic resize)."""
     h, w = image.shape[:2]

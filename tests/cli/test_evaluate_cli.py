@@ -15,15 +15,6 @@ RUNNER = CliRunner()
 MAX_IMAGES = "4"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One torch thread: on a loaded 2-core machine, 2 threads make these tests many times slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def data_root():

@@ -19,15 +19,6 @@ from os2d.structures import Detections
 CLASSES = ["Apple", "Milk", "Soy"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One torch thread: on a loaded 2-core machine, 2 threads make these tests many times slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _dets(image, entries):

@@ -16,15 +16,6 @@ from os2d.eval.methods import ALL_METHODS, build_method, check_method, effective
 GOOGLE_SCENE = "3904333688.jpg"  # SIFT finds the Google logo here (see tests/baselines/test_sift.py)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One torch thread: on a loaded 2-core machine, 2 threads make these tests many times slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def flickr():

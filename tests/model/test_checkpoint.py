@@ -13,13 +13,6 @@ from os2d.model.config import FORMAT_NAME, FORMAT_VERSION, ModelConfig
 from os2d.zoo import load_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine, 2 spinning threads are several times slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 RESNET_V2 = ModelConfig(backbone="resnet50", backbone_weights=None, variant="v2", description="test model")
 

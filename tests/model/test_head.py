@@ -10,13 +10,6 @@ from os2d.ops.boxes import make_anchors
 from os2d.ops.features import l2_normalize
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine, 2 spinning threads are several times slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _random_transform_net(in_channels: int, variant: str, seed: int, scale: float = 0.02) -> TransformNet:

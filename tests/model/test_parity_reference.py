@@ -33,7 +33,6 @@ def inputs():
 def run(request, inputs):
     """Model outputs on the fixture input tensors, computed once per variant."""
     variant = request.param
-    torch.set_num_threads(2)
     det = Detector.load(ref(variant, f"checkpoint_{variant}.pth"), score_threshold=float("-inf"),
                         max_detections=100000)
     scene, classes = inputs

@@ -18,13 +18,6 @@ from os2d.model.reference import (is_reference_state, map_reference_state, read_
                                   reference_variant_and_arch)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine, 2 spinning threads are several times slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 BACKBONE = "net_feature_maps."
 SHARED = "net_label_features.net_class_features."

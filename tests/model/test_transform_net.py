@@ -8,13 +8,6 @@ from os2d.model.transform_net import TransformNet
 from os2d.ops.grid import identity_params
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine, 2 spinning threads are several times slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _randomised(net: TransformNet, seed: int) -> TransformNet:

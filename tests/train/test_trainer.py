@@ -23,15 +23,6 @@ from os2d.train.trainer import NonFiniteLossError, Trainer, train
 TIME_COLUMNS = ("time_data", "time_step", "elapsed")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine, OpenMP spinning makes 2 threads ~10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny_overrides(**extra) -> list:
     flickr = shared_path("data", "flickrlogos27")
     base = {
