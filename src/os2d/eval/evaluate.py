@@ -5,7 +5,7 @@ import logging
 import math
 import sys
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 from tqdm import tqdm
@@ -63,19 +63,27 @@ def evaluate_detections(dataset: Dataset, records: Sequence[dict], *, iou_thresh
     }
 
 
-def run_detector_on_dataset(dataset: Dataset, detect_fn: DetectFn, *, progress: bool = True) -> List[dict]:
-    """Call ``detect_fn(scene_path) -> Detections`` on every scene; return detection records.
+def detect_records(scenes: Iterable[Tuple[Path, str]], detect_fn: DetectFn, *, desc: str,
+                   total: Optional[int] = None, progress: bool = True) -> List[dict]:
+    """Call ``detect_fn(path) -> Detections`` on every ``(path, image name)``; return records.
 
-    Records use each scene's ``file_name`` as ``"image"``. The progress bar goes to stderr and
-    is shown only when ``progress`` is true and stderr is a terminal.
+    The progress bar goes to stderr and is shown only when ``progress`` is true and stderr is a
+    terminal.
     """
     records: List[dict] = []
     show = progress and sys.stderr.isatty()
-    for rec in tqdm(dataset.images, desc=f"detect {dataset.name}", unit="img", disable=not show):
-        dets = detect_fn(rec.path)
+    for path, name in tqdm(scenes, desc=desc, unit="img", total=total, disable=not show):
+        dets = detect_fn(path)
         if not isinstance(dets, Detections):
-            raise TypeError(f"detect_fn must return Detections, got {type(dets).__name__} for {rec.path}")
-        records.extend(dets.to_records(image_name=rec.file_name))
+            raise TypeError(f"detect_fn must return Detections, got {type(dets).__name__} for {path}")
+        records.extend(dets.to_records(image_name=name))
+    return records
+
+
+def run_detector_on_dataset(dataset: Dataset, detect_fn: DetectFn, *, progress: bool = True) -> List[dict]:
+    """Call ``detect_fn(scene_path) -> Detections`` on every scene; records use ``file_name`` as ``"image"``."""
+    records = detect_records(((rec.path, rec.file_name) for rec in dataset.images), detect_fn,
+                             desc=f"detect {dataset.name}", total=len(dataset.images), progress=progress)
     logger.info("%s: %d detections on %d images", dataset.name, len(records), len(dataset))
     return records
 

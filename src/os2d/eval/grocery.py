@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import csv
 import logging
-import sys
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from tqdm import tqdm
 
+from os2d.eval.evaluate import detect_records
 from os2d.structures import Detections
 
 logger = logging.getLogger(__name__)
@@ -208,14 +207,8 @@ def evaluate_grocery_records(data: GroceryData, records: Sequence[dict]) -> dict
 def run_on_grocery(data: GroceryData, detect_fn: Callable[[Path], Detections], *,
                    progress: bool = True) -> List[dict]:
     """``detect_fn(photo path) -> Detections`` on every photo; records named by ``photo.name``."""
-    records: List[dict] = []
-    show = progress and sys.stderr.isatty()
-    for photo in tqdm(data.photos, desc=f"detect {data.name}", unit="img", disable=not show):
-        dets = detect_fn(photo.path)
-        if not isinstance(dets, Detections):
-            raise TypeError(f"detect_fn must return Detections, got {type(dets).__name__} for {photo.path}")
-        records.extend(dets.to_records(image_name=photo.name))
-    return records
+    return detect_records(((photo.path, photo.name) for photo in data.photos), detect_fn,
+                          desc=f"detect {data.name}", total=len(data.photos), progress=progress)
 
 
 def format_accuracy_table(result: dict) -> str:
