@@ -7,8 +7,13 @@ Public API::
     records = result.to_records()                   # COCO-style result dicts
 """
 from os2d.data.images import load_image
-from os2d.detector import ClassBank, DetectSettings, Detector
-from os2d.model.checkpoint import build_model, load_own_model, load_reference_model, save_model
+from os2d.detector import ClassBank, Detector, DetectSettings
+from os2d.model.checkpoint import (
+    build_model,
+    load_own_model,
+    load_reference_model,
+    save_model,
+)
 from os2d.model.config import ModelConfig
 from os2d.structures import Detections
 from os2d.zoo import BUILTIN_MODELS, load_model

@@ -10,7 +10,14 @@ import torch
 from PIL import Image
 
 from os2d.data.images import ImageLike, load_image
-from os2d.data.preprocess import check_class_image_size, resize, size_by_area, size_by_longer_side, to_tensor
+from os2d.data.preprocess import (
+    check_class_image_size,
+    resize,
+    size_by_area,
+    size_by_longer_side,
+    to_tensor,
+)
+from os2d.errors import InvalidInputError, InvalidTypeError
 from os2d.model.config import ModelConfig
 from os2d.model.os2d import OS2DModel
 from os2d.ops.boxes import clip_boxes, encode_boxes, make_anchors
@@ -54,20 +61,20 @@ class DetectSettings:
 
     def __post_init__(self) -> None:
         if self.resize_rule not in RESIZE_RULES:
-            raise ValueError(f"unknown resize rule {self.resize_rule!r}; expected one of {list(RESIZE_RULES)}")
+            raise InvalidInputError(f"unknown resize rule {self.resize_rule!r}; expected one of {list(RESIZE_RULES)}")
         if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; expected one of {list(METHODS)}")
+            raise InvalidInputError(f"unknown method {self.method!r}; expected one of {list(METHODS)}")
         bad = [a for a in self.augment if a not in AUGMENTATIONS]
         if bad:
-            raise ValueError(f"unknown class-image augmentation {bad}; expected some of {list(AUGMENTATIONS)}")
+            raise InvalidInputError(f"unknown class-image augmentation {bad}; expected some of {list(AUGMENTATIONS)}")
         if self.scales is not None and (not self.scales or any(s <= 0 for s in self.scales)):
-            raise ValueError(f"scales must be positive pixel sizes, got {self.scales}")
+            raise InvalidInputError(f"scales must be positive pixel sizes, got {self.scales}")
         if self.class_size < 16:
-            raise ValueError(f"class size must be at least 16 px, got {self.class_size}")
+            raise InvalidInputError(f"class size must be at least 16 px, got {self.class_size}")
         if not 0.0 < self.nms_iou <= 1.0:
-            raise ValueError(f"NMS IoU threshold must be in (0, 1], got {self.nms_iou}")
+            raise InvalidInputError(f"NMS IoU threshold must be in (0, 1], got {self.nms_iou}")
         if self.max_detections < 1:
-            raise ValueError(f"max detections must be at least 1, got {self.max_detections}")
+            raise InvalidInputError(f"max detections must be at least 1, got {self.max_detections}")
 
     @classmethod
     def from_config(cls, config: ModelConfig, **overrides) -> "DetectSettings":
@@ -77,7 +84,7 @@ class DetectSettings:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(overrides) - known)
         if unknown:
-            raise TypeError(f"unknown detector settings {unknown}; known: {sorted(known)}")
+            raise InvalidTypeError(f"unknown detector settings {unknown}; known: {sorted(known)}")
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
     def level_sizes(self, width: int, height: int) -> List[Tuple[int, int]]:
@@ -154,16 +161,16 @@ class Detector:
         """Compute class features once: ``{name: image or [images]}`` -> :class:`ClassBank`."""
         if isinstance(classes, ClassBank):
             if classes.method != self.settings.method:
-                raise ValueError(f"class bank was prepared for method {classes.method!r}, not {self.settings.method!r}")
+                raise InvalidInputError(f"class bank was prepared for method {classes.method!r}, not {self.settings.method!r}")
             return classes
         if not isinstance(classes, Mapping) or len(classes) == 0:
-            raise ValueError("no classes given: pass a mapping of class name -> class image(s)")
+            raise InvalidInputError("no classes given: pass a mapping of class name -> class image(s)")
         names, tensors, labels = [], [], []
         for label, (name, images) in enumerate(classes.items()):
             names.append(str(name))
             images = list(images) if isinstance(images, (list, tuple)) else [images]
             if not images:
-                raise ValueError(f"class {name!r} has no images")
+                raise InvalidInputError(f"class {name!r} has no images")
             for image in images:
                 pil = load_image(image, what=f"class image for {name!r}")
                 check_class_image_size(pil, name=str(name))
@@ -207,7 +214,7 @@ class Detector:
             level.scale = (pil.width / size[0], pil.height / size[1])
             levels.append(level)
         if not levels:
-            raise ValueError(f"scene image is too small ({pil.width}x{pil.height}) for the pyramid scales")
+            raise InvalidInputError(f"scene image is too small ({pil.width}x{pil.height}) for the pyramid scales")
         return self.finalize(levels, bank, image_size=pil.size, image_name=image_name)
 
     def detect_many(self, images: Iterable[ImageLike], classes: Union[ClassSpec, ClassBank]) -> List[Detections]:

@@ -5,6 +5,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Tuple, Union
 
+from os2d.errors import InputNotFoundError, InvalidInputError
 from os2d.model.checkpoint import build_model, load_own_model, load_reference_model
 from os2d.model.config import ModelConfig
 from os2d.model.os2d import OS2DModel
@@ -46,7 +47,7 @@ def load_model(name_or_path: Union[str, Path] = "default") -> Tuple[OS2DModel, M
             return load_own_model(path)
         if path.suffix in _REFERENCE_SUFFIXES:
             return load_reference_model(path)
-        raise ValueError(f"unrecognised model file {path}: expected a model folder, .safetensors, .json or .pth")
+        raise InvalidInputError(f"unrecognised model file {path}: expected a model folder, .safetensors, .json or .pth")
     if any(sep in text for sep in ("/", "\\")) or path.suffix:
-        raise FileNotFoundError(f"model file not found: {path}")
-    raise ValueError(f"unknown model {text!r}; built-in models are {list(BUILTIN_MODELS)}, or give a checkpoint path")
+        raise InputNotFoundError(f"model file not found: {path}")
+    raise InvalidInputError(f"unknown model {text!r}; built-in models are {list(BUILTIN_MODELS)}, or give a checkpoint path")

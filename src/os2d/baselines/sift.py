@@ -38,6 +38,7 @@ from PIL import Image
 from torchvision.ops import batched_nms
 
 from os2d.data.images import ImageLike, load_image
+from os2d.errors import InvalidInputError, InvalidTypeError
 from os2d.structures import Detections
 
 logger = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ class SiftClassBank:
         index = {name: i for i, name in enumerate(self.class_names)}
         missing = [n for n in names if n not in index]
         if missing:
-            raise ValueError(f"classes not in the bank: {missing}; bank has {self.class_names}")
+            raise InvalidInputError(f"classes not in the bank: {missing}; bank has {self.class_names}")
         return SiftClassBank(list(names), [self.features[index[n]] for n in names])
 
 
@@ -134,24 +135,24 @@ class SiftDetector:
         max_area_ratio: float = 1.0,
     ) -> None:
         if not 0.0 < ratio <= 1.0:
-            raise ValueError(f"ratio must be in (0, 1], got {ratio}")
+            raise InvalidInputError(f"ratio must be in (0, 1], got {ratio}")
         if int(min_inliers) < 4:
-            raise ValueError(f"min_inliers must be >= 4 (a homography needs 4 points), got {min_inliers}")
+            raise InvalidInputError(f"min_inliers must be >= 4 (a homography needs 4 points), got {min_inliers}")
         if ransac_reproj_threshold <= 0:
-            raise ValueError(f"ransac_reproj_threshold must be > 0, got {ransac_reproj_threshold}")
+            raise InvalidInputError(f"ransac_reproj_threshold must be > 0, got {ransac_reproj_threshold}")
         if int(max_instances) < 1:
-            raise ValueError(f"max_instances must be >= 1, got {max_instances}")
+            raise InvalidInputError(f"max_instances must be >= 1, got {max_instances}")
         for name, value in (("max_side", max_side), ("class_max_side", class_max_side)):
             if value is not None and value != 0 and value < MIN_CLASS_IMAGE_SIDE:
-                raise ValueError(f"{name} must be >= {MIN_CLASS_IMAGE_SIDE} or None, got {value}")
+                raise InvalidInputError(f"{name} must be >= {MIN_CLASS_IMAGE_SIDE} or None, got {value}")
         if nfeatures < 0:
-            raise ValueError(f"nfeatures must be >= 0, got {nfeatures}")
+            raise InvalidInputError(f"nfeatures must be >= 0, got {nfeatures}")
         if matcher not in ("bf", "flann"):
-            raise ValueError(f"matcher must be 'bf' or 'flann', got {matcher!r}")
+            raise InvalidInputError(f"matcher must be 'bf' or 'flann', got {matcher!r}")
         if score_scale <= 0:
-            raise ValueError(f"score_scale must be > 0, got {score_scale}")
+            raise InvalidInputError(f"score_scale must be > 0, got {score_scale}")
         if max_distortion < 1:
-            raise ValueError(f"max_distortion must be >= 1, got {max_distortion}")
+            raise InvalidInputError(f"max_distortion must be >= 1, got {max_distortion}")
         self.ratio = float(ratio)
         self.min_inliers = int(min_inliers)
         self.ransac_reproj_threshold = float(ransac_reproj_threshold)
@@ -209,9 +210,9 @@ class SiftDetector:
         if isinstance(classes, SiftClassBank):
             return classes
         if not isinstance(classes, Mapping):
-            raise TypeError(f"classes: expected a mapping name -> image(s), got {type(classes).__name__}")
+            raise InvalidTypeError(f"classes: expected a mapping name -> image(s), got {type(classes).__name__}")
         if len(classes) == 0:
-            raise ValueError("classes: no classes given")
+            raise InvalidInputError("classes: no classes given")
         names: List[str] = []
         features: List[List[SiftImageFeatures]] = []
         for name, images in classes.items():
@@ -219,13 +220,13 @@ class SiftDetector:
                 images = [images]
             images = list(images)
             if not images:
-                raise ValueError(f"class {name!r}: no class images given")
+                raise InvalidInputError(f"class {name!r}: no class images given")
             per_class = []
             for i, image in enumerate(images):
                 what = f"class image {i} of class {name!r}"
                 pil = load_image(image, what=what)
                 if min(pil.size) < MIN_CLASS_IMAGE_SIDE:
-                    raise ValueError(
+                    raise InvalidInputError(
                         f"class {name!r}: class image {i} is too small ({pil.width}x{pil.height}); "
                         f"both sides must be at least {MIN_CLASS_IMAGE_SIDE} pixels"
                     )

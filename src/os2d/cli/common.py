@@ -5,6 +5,8 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from os2d.errors import InputNotFoundError, InvalidInputError
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 
 
@@ -15,9 +17,9 @@ def parse_scales(text: Optional[str]) -> Optional[List[float]]:
     try:
         values = [float(part) for part in text.split(",") if part.strip()]
     except ValueError as err:
-        raise ValueError(f"--scales must be comma-separated numbers of pixels, got {text!r}") from err
+        raise InvalidInputError(f"--scales must be comma-separated numbers of pixels, got {text!r}") from err
     if not values or any(v < 32 for v in values):
-        raise ValueError(f"--scales must be pixel sizes of at least 32, got {text!r}")
+        raise InvalidInputError(f"--scales must be pixel sizes of at least 32, got {text!r}")
     return values
 
 
@@ -27,29 +29,29 @@ def parse_class_args(pairs: List[str], folder: Optional[Path]) -> Dict[str, List
     for pair in pairs:
         name, sep, path = pair.partition("=")
         if not sep or not name.strip() or not path.strip():
-            raise ValueError(f"--class expects NAME=IMAGE, got {pair!r}")
+            raise InvalidInputError(f"--class expects NAME=IMAGE, got {pair!r}")
         classes.setdefault(name.strip(), []).append(Path(path.strip()))
     if folder is not None:
         for name, paths in classes_from_folder(folder).items():
             classes.setdefault(name, []).extend(paths)
     if not classes:
-        raise ValueError("no class images given: use --class NAME=IMAGE or --classes DIR")
+        raise InvalidInputError("no class images given: use --class NAME=IMAGE or --classes DIR")
     return classes
 
 
 def classes_from_folder(folder: Path) -> Dict[str, List[Path]]:
     """Every image in ``folder``; the file stem is the class name (``NAME__2.jpg`` adds to NAME)."""
     if not folder.exists():
-        raise FileNotFoundError(f"class image folder not found: {folder}")
+        raise InputNotFoundError(f"class image folder not found: {folder}")
     if not folder.is_dir():
-        raise ValueError(f"--classes expects a folder, got a file: {folder}")
+        raise InvalidInputError(f"--classes expects a folder, got a file: {folder}")
     classes: Dict[str, List[Path]] = {}
     for path in sorted(folder.iterdir()):
         if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
             name = path.stem.split("__")[0]
             classes.setdefault(name, []).append(path)
     if not classes:
-        raise ValueError(f"no class images ({', '.join(IMAGE_SUFFIXES)}) in folder {folder}")
+        raise InvalidInputError(f"no class images ({', '.join(IMAGE_SUFFIXES)}) in folder {folder}")
     return classes
 
 
@@ -58,9 +60,9 @@ def check_output(path: Optional[Path], *, overwrite: bool) -> None:
     if path is None:
         return
     if path.exists() and path.is_file() and not overwrite:
-        raise ValueError(f"output file exists: {path} (use --overwrite to replace it)")
+        raise InvalidInputError(f"output file exists: {path} (use --overwrite to replace it)")
     if not path.parent.exists():
-        raise FileNotFoundError(f"output folder does not exist: {path.parent}")
+        raise InputNotFoundError(f"output folder does not exist: {path.parent}")
 
 
 def progress_enabled() -> bool:

@@ -11,8 +11,14 @@ from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
-from os2d.cli.common import check_output, parse_class_args, parse_scales, progress_enabled
+from os2d.cli.common import (
+    check_output,
+    parse_class_args,
+    parse_scales,
+    progress_enabled,
+)
 from os2d.detector import AUGMENTATIONS, METHODS, RESIZE_RULES, Detector
+from os2d.errors import InputNotFoundError, InvalidInputError
 
 logger = logging.getLogger(__name__)
 
@@ -52,16 +58,16 @@ def detect(
         class_map = parse_class_args(class_, classes) if (class_ or classes) else ex_classes
     else:
         if not image:
-            raise ValueError("no scene image given: use --image SCENE (or --example)")
+            raise InvalidInputError("no scene image given: use --image SCENE (or --example)")
         class_map = parse_class_args(class_, classes)
     check_output(json_out, overwrite=overwrite)
     draw_targets = _draw_targets(draw, image, overwrite=overwrite)
     augment_list = tuple(a.strip() for a in augment.split(",") if a.strip()) if augment else ()
     if resize_rule not in RESIZE_RULES:
-        raise ValueError(f"unknown --resize-rule {resize_rule!r}; expected one of {list(RESIZE_RULES)}")
+        raise InvalidInputError(f"unknown --resize-rule {resize_rule!r}; expected one of {list(RESIZE_RULES)}")
     for path in image:
         if not path.exists():
-            raise FileNotFoundError(f"scene image not found: {path}")
+            raise InputNotFoundError(f"scene image not found: {path}")
     if method == "sift":  # the SIFT baseline: no model, no pyramid (refuses pyramid options)
         from os2d.eval.methods import build_method
 
@@ -101,7 +107,7 @@ def _draw_targets(draw: Optional[Path], images: List[Path], *, overwrite: bool) 
     draw.mkdir(parents=True, exist_ok=True)
     names = [p.stem for p in images]
     if len(set(names)) != len(names):
-        raise ValueError("--draw folder: several scene images share a file name; draw them one at a time")
+        raise InvalidInputError("--draw folder: several scene images share a file name; draw them one at a time")
     targets = [draw / f"{name}_detections.png" for name in names]
     for target in targets:
         check_output(target, overwrite=overwrite)

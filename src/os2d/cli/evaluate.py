@@ -26,10 +26,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from os2d.fileio import atomic_write_text
 from os2d.cli.common import check_output, parse_scales, progress_enabled
 from os2d.detector import AUGMENTATIONS
-from os2d.eval.methods import ALL_METHODS, EVAL_SETTINGS, build_method, check_method, suggest_base_size
+from os2d.errors import InputNotFoundError, InvalidInputError
+from os2d.eval.methods import (
+    ALL_METHODS,
+    EVAL_SETTINGS,
+    build_method,
+    check_method,
+    suggest_base_size,
+)
+from os2d.fileio import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -62,9 +69,9 @@ def evaluate(
     check_method(method)
     _check_outputs(json_out, save_detections, detections, overwrite=overwrite)
     if max_images is not None and max_images < 1:
-        raise ValueError(f"--max-images must be at least 1, got {max_images}")
+        raise InvalidInputError(f"--max-images must be at least 1, got {max_images}")
     if not 0.0 < iou < 1.0:
-        raise ValueError(f"--iou must be in (0, 1), got {iou}")
+        raise InvalidInputError(f"--iou must be in (0, 1), got {iou}")
     augment_list = tuple(a.strip() for a in augment.split(",") if a.strip()) if augment else ()
     scale_list = parse_scales(scales)
 
@@ -131,13 +138,13 @@ def _check_outputs(json_out: Optional[Path], save: Optional[Path], detections: O
     check_output(json_out, overwrite=overwrite)
     check_output(save, overwrite=overwrite)
     if save is not None and detections is not None:
-        raise ValueError("--save-detections and --detections exclude each other: with --detections no "
+        raise InvalidInputError("--save-detections and --detections exclude each other: with --detections no "
                          "detector runs")
     paths = [p.resolve() for p in (json_out, save, detections) if p is not None]
     if len(set(paths)) != len(paths):
-        raise ValueError("--json, --save-detections and --detections must be different files")
+        raise InvalidInputError("--json, --save-detections and --detections must be different files")
     if detections is not None and not detections.is_file():
-        raise FileNotFoundError(f"detections file not found: {detections}")
+        raise InputNotFoundError(f"detections file not found: {detections}")
 
 
 def _parse_base_size(text: Optional[str], dataset) -> Optional[int]:
@@ -145,7 +152,7 @@ def _parse_base_size(text: Optional[str], dataset) -> Optional[int]:
         return None
     if text.strip().lower() == "auto":
         if dataset is None:
-            raise ValueError("--base-size auto needs a dataset with boxes; the grocery-store check has none "
+            raise InvalidInputError("--base-size auto needs a dataset with boxes; the grocery-store check has none "
                              "(use --scales)")
         value = suggest_base_size(dataset)
         logger.info("--base-size auto: %d px", value)
@@ -153,9 +160,9 @@ def _parse_base_size(text: Optional[str], dataset) -> Optional[int]:
     try:
         value = int(text)
     except ValueError as err:
-        raise ValueError(f"--base-size must be a whole number of pixels or 'auto', got {text!r}") from err
+        raise InvalidInputError(f"--base-size must be a whole number of pixels or 'auto', got {text!r}") from err
     if value < 32:
-        raise ValueError(f"--base-size must be at least 32 px, got {value}")
+        raise InvalidInputError(f"--base-size must be at least 32 px, got {value}")
     return value
 
 

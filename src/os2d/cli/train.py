@@ -8,6 +8,8 @@ from typing import List, Optional
 
 import typer
 
+from os2d.errors import InvalidInputError
+
 SHORT_HELP = "Train an OS2D model (YAML config, checkpoints, exact --resume)."
 HELP = (
     "Train an OS2D model on OS2D-CSV datasets: random scale/crop patches, class batches, the OS2D "
@@ -36,7 +38,7 @@ def train(
     if config is None and resume:
         config = out / "config.yaml"
     if config is None:
-        raise ValueError("no training config given: use --config FILE.yaml (see configs/)")
+        raise InvalidInputError("no training config given: use --config FILE.yaml (see configs/)")
     cfg = load_config(config, set_)
     if not quiet:
         handler = logging.StreamHandler()

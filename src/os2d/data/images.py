@@ -8,6 +8,8 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from os2d.errors import InputNotFoundError, InvalidInputError, InvalidTypeError
+
 logger = logging.getLogger(__name__)
 
 ImageLike = Union[str, Path, Image.Image, np.ndarray]
@@ -30,55 +32,55 @@ def load_image(image: ImageLike, *, what: str = "image") -> Image.Image:
     elif isinstance(image, np.ndarray):
         pil = _from_array(image, what=what)
     else:
-        raise TypeError(f"{what}: expected a path, PIL image or numpy array, got {type(image).__name__}")
+        raise InvalidTypeError(f"{what}: expected a path, PIL image or numpy array, got {type(image).__name__}")
     pil = _to_rgb8(pil, what=what)
     if pil.width < 1 or pil.height < 1:
-        raise ValueError(f"{what} is empty (size {pil.width}x{pil.height})")
+        raise InvalidInputError(f"{what} is empty (size {pil.width}x{pil.height})")
     return pil
 
 
 def _open_path(path: Path, *, what: str) -> Image.Image:
     if not path.exists():
-        raise FileNotFoundError(f"{what} not found: {path}")
+        raise InputNotFoundError(f"{what} not found: {path}")
     if path.is_dir():
-        raise ValueError(f"{what} is a directory, not an image file: {path}")
+        raise InvalidInputError(f"{what} is a directory, not an image file: {path}")
     if path.stat().st_size == 0:
-        raise ValueError(f"{what} is an empty file: {path}")
+        raise InvalidInputError(f"{what} is an empty file: {path}")
     try:
         with Image.open(path) as img:
             if img.width * img.height > MAX_PIXELS:
-                raise ValueError(
+                raise InvalidInputError(
                     f"{what} is too large ({img.width}x{img.height} pixels, limit {MAX_PIXELS}): {path}"
                 )
             img.load()
             img = ImageOps.exif_transpose(img)
             return img.copy()
     except UnidentifiedImageError as err:
-        raise ValueError(f"{what} is not a readable image: {path}") from err
+        raise InvalidInputError(f"{what} is not a readable image: {path}") from err
     except Image.DecompressionBombError as err:
-        raise ValueError(f"{what} is too large ({err}): {path}") from err
+        raise InvalidInputError(f"{what} is too large ({err}): {path}") from err
     except (OSError, SyntaxError) as err:
-        raise ValueError(f"{what} is corrupt or truncated ({err}): {path}") from err
+        raise InvalidInputError(f"{what} is corrupt or truncated ({err}): {path}") from err
 
 
 def _from_array(array: np.ndarray, *, what: str) -> Image.Image:
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
-        raise ValueError(f"{what}: expected an HxW, HxWx3 or HxWx4 array, got shape {array.shape}")
+        raise InvalidInputError(f"{what}: expected an HxW, HxWx3 or HxWx4 array, got shape {array.shape}")
     if array.size == 0:
-        raise ValueError(f"{what} is empty (array shape {array.shape})")
+        raise InvalidInputError(f"{what} is empty (array shape {array.shape})")
     if array.dtype == np.uint8:
         return Image.fromarray(array)
     if np.issubdtype(array.dtype, np.floating):
         if not np.isfinite(array).all():
-            raise ValueError(f"{what}: array contains NaN or infinite values")
+            raise InvalidInputError(f"{what}: array contains NaN or infinite values")
         scale = 255.0 if array.max() <= 1.0 else 1.0
         return Image.fromarray(np.clip(array * scale, 0, 255).round().astype(np.uint8))
     if np.issubdtype(array.dtype, np.integer):
         top = 65535.0 if array.max() > 255 else 255.0
         return Image.fromarray(np.clip(array / top * 255.0, 0, 255).round().astype(np.uint8))
-    raise TypeError(f"{what}: unsupported array dtype {array.dtype}")
+    raise InvalidTypeError(f"{what}: unsupported array dtype {array.dtype}")
 
 
 def _to_rgb8(pil: Image.Image, *, what: str) -> Image.Image:
@@ -97,4 +99,4 @@ def _to_rgb8(pil: Image.Image, *, what: str) -> Image.Image:
     try:
         return pil.convert("RGB")
     except (ValueError, OSError) as err:
-        raise ValueError(f"{what}: cannot convert image mode {mode!r} to RGB") from err
+        raise InvalidInputError(f"{what}: cannot convert image mode {mode!r} to RGB") from err

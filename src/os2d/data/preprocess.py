@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from os2d.errors import InvalidInputError
+
 #: Smallest side (pixels) accepted for a class image.
 MIN_CLASS_IMAGE_SIDE = 16
 
@@ -32,7 +34,7 @@ def size_by_longer_side(width: int, height: int, longer: float) -> Tuple[int, in
 def resize(image: Image.Image, size: Tuple[int, int], *, interpolation: str = "bilinear") -> Image.Image:
     """PIL resize to ``size = (w, h)`` with ``"bilinear"`` (evaluation pipeline) or ``"bicubic"`` (demo)."""
     if interpolation not in _FILTERS:
-        raise ValueError(f"unknown interpolation {interpolation!r}; expected one of {sorted(_FILTERS)}")
+        raise InvalidInputError(f"unknown interpolation {interpolation!r}; expected one of {sorted(_FILTERS)}")
     if image.size == tuple(size):
         return image
     return image.resize(tuple(size), resample=_FILTERS[interpolation])
@@ -50,7 +52,7 @@ def to_tensor(image: Image.Image, *, mean: Sequence[float], std: Sequence[float]
 def check_class_image_size(image: Image.Image, *, name: str) -> None:
     """Refuse class images too small to give a feature map (< 16 px on a side)."""
     if min(image.size) < MIN_CLASS_IMAGE_SIDE:
-        raise ValueError(
+        raise InvalidInputError(
             f"class image for {name!r} is too small ({image.width}x{image.height} px); "
             f"each side must be at least {MIN_CLASS_IMAGE_SIDE} px"
         )

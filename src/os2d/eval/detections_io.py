@@ -14,8 +14,9 @@ from typing import Iterable, List, Sequence
 
 import numpy as np
 
-from os2d.fileio import atomic_write_text
+from os2d.errors import InputNotFoundError, InvalidInputError, InvalidTypeError
 from os2d.eval.voc import ImagePred
+from os2d.fileio import atomic_write_text
 from os2d.structures import Detections
 
 logger = logging.getLogger(__name__)
@@ -31,20 +32,20 @@ def validate_record(record, *, index: int = 0) -> dict:
     """Check one detection record and return it normalised (floats, list bbox)."""
     where = f"detection {index}"
     if not isinstance(record, dict):
-        raise ValueError(f"{where}: expected an object, got {type(record).__name__}")
+        raise InvalidInputError(f"{where}: expected an object, got {type(record).__name__}")
     missing = [k for k in RECORD_KEYS if k not in record]
     if missing:
-        raise ValueError(f"{where}: missing keys {missing} in {record!r}")
+        raise InvalidInputError(f"{where}: missing keys {missing} in {record!r}")
     for key in ("image", "class"):
         if not isinstance(record[key], str) or not record[key]:
-            raise ValueError(f"{where}: {key!r} must be a non-empty string, got {record[key]!r}")
+            raise InvalidInputError(f"{where}: {key!r} must be a non-empty string, got {record[key]!r}")
     if not _is_number(record["score"]):
-        raise ValueError(f"{where}: 'score' must be a finite number, got {record['score']!r}")
+        raise InvalidInputError(f"{where}: 'score' must be a finite number, got {record['score']!r}")
     bbox = record["bbox"]
     if not isinstance(bbox, (list, tuple)) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
-        raise ValueError(f"{where}: 'bbox' must be 4 finite numbers [x1, y1, x2, y2], got {bbox!r}")
+        raise InvalidInputError(f"{where}: 'bbox' must be 4 finite numbers [x1, y1, x2, y2], got {bbox!r}")
     if bbox[2] < bbox[0] or bbox[3] < bbox[1]:
-        raise ValueError(f"{where}: 'bbox' {list(bbox)} has x2 < x1 or y2 < y1")
+        raise InvalidInputError(f"{where}: 'bbox' {list(bbox)} has x2 < x1 or y2 < y1")
     return {"image": record["image"], "class": record["class"], "score": float(record["score"]),
             "bbox": [float(v) for v in bbox]}
 
@@ -52,7 +53,7 @@ def validate_record(record, *, index: int = 0) -> dict:
 def validate_records(records) -> List[dict]:
     """Validate a list of detection records (see :func:`validate_record`)."""
     if not isinstance(records, (list, tuple)):
-        raise ValueError(f"detections must be a list of records, got {type(records).__name__}")
+        raise InvalidInputError(f"detections must be a list of records, got {type(records).__name__}")
     return [validate_record(r, index=i) for i, r in enumerate(records)]
 
 
@@ -60,15 +61,15 @@ def read_detections(path: Path) -> List[dict]:
     """Read and validate a detections JSON file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"detections file not found: {path}")
+        raise InputNotFoundError(f"detections file not found: {path}")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"detections file is not valid JSON ({err}): {path}") from err
+        raise InvalidInputError(f"detections file is not valid JSON ({err}): {path}") from err
     try:
         return validate_records(data)
     except ValueError as err:
-        raise ValueError(f"{path}: {err}") from None
+        raise InvalidInputError(f"{path}: {err}") from None
 
 
 def write_detections(records: Sequence[dict], path: Path) -> Path:
@@ -76,9 +77,9 @@ def write_detections(records: Sequence[dict], path: Path) -> Path:
     path = Path(path)
     clean = validate_records(list(records))
     if path.is_dir():
-        raise ValueError(f"detections output path is a directory: {path}")
+        raise InvalidInputError(f"detections output path is a directory: {path}")
     if not path.parent.is_dir():
-        raise FileNotFoundError(f"folder for the detections file does not exist: {path.parent}")
+        raise InputNotFoundError(f"folder for the detections file does not exist: {path.parent}")
     atomic_write_text(path, json.dumps(clean) + "\n")
     logger.info("wrote %d detections to %s", len(clean), path)
     return path
@@ -89,7 +90,7 @@ def records_from_detections(detections: Iterable[Detections]) -> List[dict]:
     out: List[dict] = []
     for dets in detections:
         if not isinstance(dets, Detections):
-            raise TypeError(f"expected Detections, got {type(dets).__name__}")
+            raise InvalidTypeError(f"expected Detections, got {type(dets).__name__}")
         out.extend(dets.to_records())
     return out
 
@@ -106,9 +107,9 @@ def records_to_predictions(records: Sequence[dict], *, file_names: Sequence[str]
     grouped: List[list] = [[] for _ in file_names]
     for i, rec in enumerate(validate_records(list(records))):
         if rec["image"] not in image_index:
-            raise ValueError(f"detection {i}: image {rec['image']!r} is not in the dataset")
+            raise InvalidInputError(f"detection {i}: image {rec['image']!r} is not in the dataset")
         if rec["class"] not in class_index:
-            raise ValueError(f"detection {i}: class {rec['class']!r} is not a class of the dataset "
+            raise InvalidInputError(f"detection {i}: class {rec['class']!r} is not a class of the dataset "
                              f"({len(class_names)} classes)")
         grouped[image_index[rec["image"]]].append(rec)
     return [

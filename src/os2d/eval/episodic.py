@@ -18,6 +18,7 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
+from os2d.errors import InvalidInputError
 from os2d.eval.voc import ImageGT, ImagePred, voc_evaluation
 
 logger = logging.getLogger(__name__)
@@ -63,12 +64,12 @@ def restrict_to_classes(gt: ImageGT, pred: ImagePred, classes: Sequence[int]) ->
 
 def _episode_images(episode: Episode, num_images: int, index: int) -> Sequence[int]:
     if not episode.classes:
-        raise ValueError(f"episode {index} has no classes")
+        raise InvalidInputError(f"episode {index} has no classes")
     if episode.images is None:
         return range(num_images)
     bad = [i for i in episode.images if not 0 <= i < num_images]
     if bad:
-        raise ValueError(f"episode {index}: image indices {bad} out of range for {num_images} images")
+        raise InvalidInputError(f"episode {index}: image indices {bad} out of range for {num_images} images")
     return episode.images
 
 
@@ -84,9 +85,9 @@ def episodic_ap(
         episodes: the episodes; each lists its class ids and (optionally) image indices.
     """
     if len(gt) != len(preds):
-        raise ValueError(f"got {len(gt)} ground-truth images but {len(preds)} prediction entries")
+        raise InvalidInputError(f"got {len(gt)} ground-truth images but {len(preds)} prediction entries")
     if not episodes:
-        raise ValueError("no episodes given")
+        raise InvalidInputError("no episodes given")
     aps, maps = [], []
     for index, episode in enumerate(episodes):
         images = _episode_images(episode, len(gt), index)

@@ -11,6 +11,7 @@ import numpy as np
 from tqdm import tqdm
 
 from os2d.data.datasets.base import Dataset
+from os2d.errors import InvalidTypeError
 from os2d.eval.detections_io import records_to_predictions
 from os2d.eval.voc import ImageGT, voc_evaluation
 from os2d.structures import Detections
@@ -75,7 +76,7 @@ def detect_records(scenes: Iterable[Tuple[Path, str]], detect_fn: DetectFn, *, d
     for path, name in tqdm(scenes, desc=desc, unit="img", total=total, disable=not show):
         dets = detect_fn(path)
         if not isinstance(dets, Detections):
-            raise TypeError(f"detect_fn must return Detections, got {type(dets).__name__} for {path}")
+            raise InvalidTypeError(f"detect_fn must return Detections, got {type(dets).__name__} for {path}")
         records.extend(dets.to_records(image_name=name))
     return records
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-
+from os2d.errors import InputNotFoundError, InvalidInputError
 from os2d.eval.evaluate import detect_records
 from os2d.structures import Detections
 
@@ -71,7 +71,7 @@ class GroceryData:
     def head(self, n: int) -> "GroceryData":
         """The first ``n`` photos, taken round-robin over classes (photo 1 of each class, then 2...)."""
         if n < 1:
-            raise ValueError(f"max images must be at least 1, got {n}")
+            raise InvalidInputError(f"max images must be at least 1, got {n}")
         by_class: Dict[str, List[GroceryPhoto]] = OrderedDict()
         for photo in self.photos:
             by_class.setdefault(photo.label, []).append(photo)
@@ -111,32 +111,32 @@ def load_grocery(root: Path, *, split: Optional[str] = DEFAULT_SPLIT) -> Grocery
     root = Path(root)
     labels_path = root / LABELS_FILE
     if not labels_path.is_file():
-        raise FileNotFoundError(f"grocery-store labels file not found: {labels_path}")
+        raise InputNotFoundError(f"grocery-store labels file not found: {labels_path}")
     with open(labels_path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         missing = [c for c in _COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
-            raise ValueError(f"{labels_path}: missing columns {missing} (have {reader.fieldnames})")
+            raise InvalidInputError(f"{labels_path}: missing columns {missing} (have {reader.fieldnames})")
         rows = list(reader)
     if not rows:
-        raise ValueError(f"{labels_path}: no photos listed")
+        raise InvalidInputError(f"{labels_path}: no photos listed")
     classes = sorted({r["cls"] for r in rows})
     class_images: "OrderedDict[str, List[Path]]" = OrderedDict()
     for name in classes:
         packshot = root / ICONIC_FOLDER / f"{name}.jpg"
         if not packshot.is_file():
-            raise FileNotFoundError(f"packshot of class {name!r} not found: {packshot}")
+            raise InputNotFoundError(f"packshot of class {name!r} not found: {packshot}")
         class_images[name] = [packshot]
     splits = sorted({r["split"] for r in rows})
     if split is not None and split != "all" and split not in splits:
-        raise ValueError(f"unknown split {split!r} for grocery-store {root}; available: {splits + ['all']}")
+        raise InvalidInputError(f"unknown split {split!r} for grocery-store {root}; available: {splits + ['all']}")
     photos = []
     for row in rows:
         if split not in (None, "all") and row["split"] != split:
             continue
         path = root / row["file"]
         if not path.is_file():
-            raise FileNotFoundError(f"grocery-store photo not found: {path} ({labels_path})")
+            raise InputNotFoundError(f"grocery-store photo not found: {path} ({labels_path})")
         photos.append(GroceryPhoto(name=row["file"], path=path, label=row["cls"], split=row["split"]))
     return GroceryData(root, split or "all", class_images, photos)
 
@@ -151,7 +151,7 @@ def top1_predictions(records: Sequence[dict], names: Sequence[str]) -> Dict[str,
     for rec in records:
         image = rec["image"]
         if image not in wanted:
-            raise ValueError(f"detection for image {image!r}, which is not a photo of this check")
+            raise InvalidInputError(f"detection for image {image!r}, which is not a photo of this check")
         if image not in best or rec["score"] > best[image][0]:
             best[image] = (float(rec["score"]), rec["class"])
     return {name: best[name][1] if name in best else None for name in names}
@@ -166,15 +166,15 @@ def top1_accuracy(predicted: Sequence[Optional[str]], truth: Sequence[str],
     ``num_correct``, ``num_without_detections``, ``photos_per_class``.
     """
     if len(predicted) != len(truth):
-        raise ValueError(f"{len(predicted)} predictions for {len(truth)} photos")
+        raise InvalidInputError(f"{len(predicted)} predictions for {len(truth)} photos")
     if not truth:
-        raise ValueError("no photos to compute an accuracy on")
+        raise InvalidInputError("no photos to compute an accuracy on")
     names = list(class_names) if class_names is not None else sorted(set(truth))
     total = {n: 0 for n in names}
     correct = {n: 0 for n in names}
     for pred, true in zip(predicted, truth):
         if true not in total:
-            raise ValueError(f"photo class {true!r} is not one of the classes {names}")
+            raise InvalidInputError(f"photo class {true!r} is not one of the classes {names}")
         total[true] += 1
         correct[true] += int(pred == true)
     per_class = {n: (correct[n] / total[n] if total[n] else None) for n in names}
@@ -194,7 +194,7 @@ def evaluate_grocery_records(data: GroceryData, records: Sequence[dict]) -> dict
     """Top-1 accuracy of detection records on the photos of ``data`` (see :func:`top1_accuracy`)."""
     unknown = sorted({r["class"] for r in records} - set(data.class_names))
     if unknown:
-        raise ValueError(f"detections of classes {unknown[:5]} that are not grocery-store classes")
+        raise InvalidInputError(f"detections of classes {unknown[:5]} that are not grocery-store classes")
     names = [p.name for p in data.photos]
     top = top1_predictions(records, names)
     result = top1_accuracy([top[n] for n in names], [p.label for p in data.photos], data.class_names)

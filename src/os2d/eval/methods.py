@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from os2d.detector import METHODS as OS2D_METHODS
-from os2d.detector import DetectSettings, Detector
+from os2d.detector import Detector, DetectSettings
+from os2d.errors import InvalidInputError, InvalidTypeError
 from os2d.structures import Detections
 
 logger = logging.getLogger(__name__)
@@ -122,7 +123,7 @@ def effective_scales(settings: DetectSettings) -> list:
 def check_method(method: str) -> str:
     """``method`` if known, else ``ValueError`` listing the known methods."""
     if method not in ALL_METHODS:
-        raise ValueError(f"unknown method {method!r}; expected one of {list(ALL_METHODS)}")
+        raise InvalidInputError(f"unknown method {method!r}; expected one of {list(ALL_METHODS)}")
     return method
 
 
@@ -145,7 +146,7 @@ def build_method(method: str = "os2d", *, model: str = "default", device: str = 
     known = {f for f in DetectSettings.__dataclass_fields__}
     unknown = sorted(set(settings) - known)
     if unknown:
-        raise TypeError(f"unknown detector settings {unknown}; known: {sorted(known)}")
+        raise InvalidTypeError(f"unknown detector settings {unknown}; known: {sorted(known)}")
     if method == "sift":
         return _build_sift(model=model, **settings)
     settings = {k: v for k, v in settings.items() if v is not None}
@@ -169,16 +170,16 @@ def _build_sift(*, model: str, **settings) -> MethodRunner:
     from os2d.baselines.sift import SiftDetector
 
     if str(model) != "default":
-        raise ValueError(f"method 'sift' uses no model; got model {model!r}")
+        raise InvalidInputError(f"method 'sift' uses no model; got model {model!r}")
     given = [name for name in OS2D_ONLY_SETTINGS if not _is_default(name, settings.get(name))]
     if given:
-        raise ValueError(f"settings {given} do not apply to method 'sift' (no image pyramid, no "
+        raise InvalidInputError(f"settings {given} do not apply to method 'sift' (no image pyramid, no "
                          f"learned features); use them with {list(OS2D_METHODS)}")
     nms_iou = settings.get("nms_iou")
     max_dets = settings.get("max_detections")
     threshold = settings.get("score_threshold")
     if max_dets is not None and max_dets < 1:
-        raise ValueError(f"max detections must be at least 1, got {max_dets}")
+        raise InvalidInputError(f"max detections must be at least 1, got {max_dets}")
     sift = SiftDetector(nms_iou=nms_iou) if nms_iou is not None else SiftDetector()
     return MethodRunner(method="sift", model=None, detector=sift,
                         score_threshold=float("-inf") if threshold is None else float(threshold),
@@ -202,7 +203,7 @@ def suggest_base_size(dataset, *, object_size: float = 240.0, multiple: int = 10
         rel.extend((side / float(max(rec.size))).tolist())
     rel = [r for r in rel if r > 0]
     if not rel:
-        raise ValueError(f"dataset {dataset.name!r} has no usable boxes to estimate an object size from")
+        raise InvalidInputError(f"dataset {dataset.name!r} has no usable boxes to estimate an object size from")
     base = object_size / float(np.mean(rel))
     return int(max(multiple, round(base / multiple) * multiple))
 

@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou
 
+from os2d.errors import InvalidInputError, InvalidTypeError
+
 logger = logging.getLogger(__name__)
 
 Size = Optional[Tuple[float, float]]
@@ -79,7 +81,7 @@ class ImagePred:
         self.labels = _as_vector(self.labels, n=n, dtype=np.int64, what="predicted labels")
         self.scores = _as_vector(self.scores, n=n, dtype=np.float64, what="scores")
         if not np.isfinite(self.scores).all():
-            raise ValueError("scores must be finite, got NaN or infinity")
+            raise InvalidInputError("scores must be finite, got NaN or infinity")
 
 
 @dataclass
@@ -122,16 +124,16 @@ def _as_boxes(boxes, *, what: str) -> np.ndarray:
     if arr.size == 0:
         return np.zeros((0, 4), dtype=np.float64)
     if arr.ndim != 2 or arr.shape[1] != 4:
-        raise ValueError(f"{what}: expected shape [N, 4], got {arr.shape}")
+        raise InvalidInputError(f"{what}: expected shape [N, 4], got {arr.shape}")
     if not np.isfinite(arr).all():
-        raise ValueError(f"{what}: contain NaN or infinite values")
+        raise InvalidInputError(f"{what}: contain NaN or infinite values")
     return arr
 
 
 def _as_vector(values, *, n: int, dtype, what: str) -> np.ndarray:
     arr = np.asarray(values).reshape(-1) if np.size(values) else np.zeros(0)
     if arr.shape != (n,):
-        raise ValueError(f"{what}: expected {n} values (one per box), got shape {np.shape(values)}")
+        raise InvalidInputError(f"{what}: expected {n} values (one per box), got shape {np.shape(values)}")
     return arr.astype(dtype)
 
 
@@ -141,7 +143,7 @@ def rescale_boxes(boxes: np.ndarray, *, from_size: Size, to_size: Size) -> torch
     if from_size is None or to_size is None:
         return tensor
     if min(from_size) <= 0 or min(to_size) <= 0:
-        raise ValueError(f"image sizes must be positive, got {from_size} and {to_size}")
+        raise InvalidInputError(f"image sizes must be positive, got {from_size} and {to_size}")
     ratio_w = float(to_size[0]) / from_size[0]
     ratio_h = float(to_size[1]) / from_size[1]
     if ratio_w == ratio_h:
@@ -239,19 +241,19 @@ def average_precision(prec: Optional[np.ndarray], rec: Optional[np.ndarray], *,
 
 def _check_inputs(gts: Sequence[ImageGT], preds: Sequence[ImagePred], num_classes: Optional[int]) -> int:
     if len(gts) != len(preds):
-        raise ValueError(f"got {len(gts)} ground-truth images but {len(preds)} prediction entries")
+        raise InvalidInputError(f"got {len(gts)} ground-truth images but {len(preds)} prediction entries")
     for i, (gt, pred) in enumerate(zip(gts, preds)):
         if not isinstance(gt, ImageGT) or not isinstance(pred, ImagePred):
-            raise TypeError(f"image {i}: expected ImageGT and ImagePred, got "
+            raise InvalidTypeError(f"image {i}: expected ImageGT and ImagePred, got "
                             f"{type(gt).__name__} and {type(pred).__name__}")
     labels = np.concatenate([np.zeros(0, dtype=np.int64)] + [g.labels for g in gts] + [p.labels for p in preds])
     if labels.size and labels.min() < 0:
-        raise ValueError(f"class labels must be >= 0, got {int(labels.min())}")
+        raise InvalidInputError(f"class labels must be >= 0, got {int(labels.min())}")
     seen = int(labels.max()) + 1 if labels.size else 0
     if num_classes is None:
         return seen
     if seen > num_classes:
-        raise ValueError(f"label {seen - 1} is out of range for num_classes={num_classes}")
+        raise InvalidInputError(f"label {seen - 1} is out of range for num_classes={num_classes}")
     return int(num_classes)
 
 
@@ -289,7 +291,7 @@ def voc_evaluation(
             label seen + 1 (as the reference).
     """
     if not 0.0 < iou_thresh <= 1.0:
-        raise ValueError(f"iou_thresh must be in (0, 1], got {iou_thresh}")
+        raise InvalidInputError(f"iou_thresh must be in (0, 1], got {iou_thresh}")
     n_classes = _check_inputs(gt, preds, num_classes)
     n_pos_d, scores, matches = _accumulate(gt, preds, iou_thresh=iou_thresh)
     n_pos = np.array([n_pos_d.get(c, 0) for c in range(n_classes)], dtype=np.int64)

@@ -11,11 +11,16 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from os2d.backbones import build_backbone
+from os2d.errors import InputNotFoundError, InvalidInputError
 from os2d.fileio import atomic_write, atomic_write_text
 from os2d.model.config import ModelConfig
 from os2d.model.head import OS2DHead
 from os2d.model.os2d import OS2DModel
-from os2d.model.reference import map_reference_state, read_reference_checkpoint, reference_variant_and_arch
+from os2d.model.reference import (
+    map_reference_state,
+    read_reference_checkpoint,
+    reference_variant_and_arch,
+)
 from os2d.model.transform_net import TransformNet
 
 logger = logging.getLogger(__name__)
@@ -59,7 +64,7 @@ def _load_strict(model: OS2DModel, state: Dict[str, torch.Tensor], *, source: st
     missing = [] if partial else sorted(set(expected) - set(state))
     bad_shape = [k for k in state if k in expected and state[k].shape != expected[k].shape]
     if unexpected or missing or bad_shape:
-        raise ValueError(
+        raise InvalidInputError(
             f"checkpoint {source} does not fit the model: missing {missing[:4]}, unexpected {unexpected[:4]}, "
             f"wrong shape {bad_shape[:4]}"
         )
@@ -91,21 +96,21 @@ def load_own_model(path: Union[str, Path]) -> Tuple[OS2DModel, ModelConfig]:
     path = Path(path)
     weights_path = path / WEIGHTS_FILE if path.is_dir() else path.with_name(WEIGHTS_FILE) if path.suffix == ".json" else path
     if not weights_path.is_file():
-        raise FileNotFoundError(f"model weights not found: {weights_path}")
+        raise InputNotFoundError(f"model weights not found: {weights_path}")
     config = _read_config(path, weights_path)
     try:
         state = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as err:
-        raise ValueError(f"cannot read model weights {weights_path}: corrupt or truncated file ({err})") from err
+        raise InvalidInputError(f"cannot read model weights {weights_path}: corrupt or truncated file ({err})") from err
     model = build_model(config, load_backbone_weights=config.backbone_weights is not None)
     partial = config.backbone_weights is not None
     if partial and any(k.startswith("head.") is False and not k.startswith("backbone.") for k in state):
-        raise ValueError(f"unexpected entries in {weights_path}")
+        raise InvalidInputError(f"unexpected entries in {weights_path}")
     _load_strict(model, state, source=str(weights_path), partial=partial)
     if partial:
         head_keys = {k for k in model.state_dict() if k.startswith("head.")}
         if not head_keys <= set(state):
-            raise ValueError(f"model weights {weights_path} miss head tensors {sorted(head_keys - set(state))[:4]}")
+            raise InvalidInputError(f"model weights {weights_path} miss head tensors {sorted(head_keys - set(state))[:4]}")
     return model.eval(), config
 
 
@@ -115,13 +120,13 @@ def _read_config(path: Path, weights_path: Path) -> ModelConfig:
         try:
             blob = json.loads(config_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ValueError(f"model config {config_path} is not valid JSON ({err})") from err
+            raise InvalidInputError(f"model config {config_path} is not valid JSON ({err})") from err
         return ModelConfig.from_dict(blob, source=str(config_path))
     try:
         with safe_open(str(weights_path), framework="pt") as handle:
             meta = handle.metadata() or {}
     except (SafetensorError, OSError, ValueError) as err:
-        raise ValueError(f"cannot read model weights {weights_path}: corrupt or truncated file ({err})") from err
+        raise InvalidInputError(f"cannot read model weights {weights_path}: corrupt or truncated file ({err})") from err
     if _META_KEY not in meta:
-        raise ValueError(f"{weights_path} carries no os2d config and no {CONFIG_FILE} is beside it")
+        raise InvalidInputError(f"{weights_path} carries no os2d config and no {CONFIG_FILE} is beside it")
     return ModelConfig.from_dict(json.loads(meta[_META_KEY]), source=str(weights_path))

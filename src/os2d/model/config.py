@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import List, Optional, Tuple
 
+from os2d.errors import InvalidInputError
+
 FORMAT_NAME = "os2d-model"
 FORMAT_VERSION = 1
 
@@ -36,17 +38,17 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, blob: dict, *, source: str = "config") -> "ModelConfig":
         if not isinstance(blob, dict) or blob.get("format") != FORMAT_NAME:
-            raise ValueError(f"{source} is not an os2d model config (missing \"format\": \"{FORMAT_NAME}\")")
+            raise InvalidInputError(f"{source} is not an os2d model config (missing \"format\": \"{FORMAT_NAME}\")")
         version = blob.get("format_version")
         if version != FORMAT_VERSION:
-            raise ValueError(
+            raise InvalidInputError(
                 f"{source} has model format version {version!r}; this os2d reads version {FORMAT_VERSION}"
             )
         model = blob.get("model")
         if not isinstance(model, dict):
-            raise ValueError(f"{source} has no \"model\" section")
+            raise InvalidInputError(f"{source} has no \"model\" section")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(model) - known)
         if unknown:
-            raise ValueError(f"{source} has unknown model settings {unknown}")
+            raise InvalidInputError(f"{source} has unknown model settings {unknown}")
         return cls(**model)

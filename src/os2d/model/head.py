@@ -10,8 +10,15 @@ from torch import nn
 from os2d.model.transform_net import TransformNet
 from os2d.ops.boxes import corners_to_boxes
 from os2d.ops.correlation import correlate
-from os2d.ops.grid import (base_grid, corner_points, identity_params, local_to_feature_map, local_to_image,
-                           params_to_affine, transform_points)
+from os2d.ops.grid import (
+    base_grid,
+    corner_points,
+    identity_params,
+    local_to_feature_map,
+    local_to_image,
+    params_to_affine,
+    transform_points,
+)
 from os2d.ops.resample import pool_mask, pool_scores, resample_correlation
 
 

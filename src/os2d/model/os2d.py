@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from os2d.backbones.base import Backbone
+from os2d.errors import InvalidInputError
 from os2d.model.head import HeadOutput, OS2DHead
 from os2d.ops.features import l2_normalize, resize_class_features
 
@@ -37,7 +38,7 @@ class OS2DModel(nn.Module):
     def class_features(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
         """Class images -> ``Tensor[K, C, g, g]``: resampled to g x g, then L2-normalised."""
         if len(images) == 0:
-            raise ValueError("no class images given")
+            raise InvalidInputError("no class images given")
         resized = [resize_class_features(fm.unsqueeze(0), size=self.head.grid_size) for fm in self.raw_class_features(images)]
         return l2_normalize(torch.cat(resized, 0), dim=1, eps=self.feature_eps)
         # [K, C, g, g]

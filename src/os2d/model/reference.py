@@ -6,6 +6,8 @@ from typing import Dict, Tuple
 
 import torch
 
+from os2d.errors import InvalidInputError
+
 _BACKBONE_PREFIX = "net_feature_maps."
 _SHARED_PREFIX = "net_label_features.net_class_features."
 _HEAD_PREFIX = "os2d_head_creator.aligner.parameter_regressor."
@@ -21,15 +23,15 @@ def reference_variant_and_arch(state: Dict[str, torch.Tensor]) -> Tuple[str, str
     """Infer ``("v1"|"v2", "resnet50"|"resnet101")`` from a reference state dict."""
     weight = state.get(_HEAD_PREFIX + "linear.weight")
     if weight is None:
-        raise ValueError("reference checkpoint has no TransformNet output layer (parameter_regressor.linear)")
+        raise InvalidInputError("reference checkpoint has no TransformNet output layer (parameter_regressor.linear)")
     num_params = weight.shape[0]
     variants = {4: "v1", 6: "v2"}
     if num_params not in variants:
-        raise ValueError(f"reference TransformNet outputs {num_params} parameters; expected 4 (V1) or 6 (V2)")
+        raise InvalidInputError(f"reference TransformNet outputs {num_params} parameters; expected 4 (V1) or 6 (V2)")
     blocks = {k.split(".")[2] for k in state if k.startswith(_BACKBONE_PREFIX + "layer3.")}
     archs = {6: "resnet50", 23: "resnet101"}
     if len(blocks) not in archs:
-        raise ValueError(f"reference backbone has {len(blocks)} blocks in layer3; expected 6 (ResNet-50) or 23 (ResNet-101)")
+        raise InvalidInputError(f"reference backbone has {len(blocks)} blocks in layer3; expected 6 (ResNet-50) or 23 (ResNet-101)")
     return variants[num_params], archs[len(blocks)]
 
 
@@ -45,10 +47,10 @@ def map_reference_state(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tenso
             rest = key[len(_HEAD_PREFIX):]
             module, _, param = rest.rpartition(".")
             if module not in _HEAD_KEYS:
-                raise ValueError(f"unexpected TransformNet key in reference checkpoint: {key}")
+                raise InvalidInputError(f"unexpected TransformNet key in reference checkpoint: {key}")
             mapped[f"head.transform_net.{_HEAD_KEYS[module]}.{param}"] = value
         else:
-            raise ValueError(f"unexpected key in reference checkpoint: {key}")
+            raise InvalidInputError(f"unexpected key in reference checkpoint: {key}")
     return mapped
 
 
@@ -57,8 +59,8 @@ def read_reference_checkpoint(path: Path) -> Dict[str, torch.Tensor]:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # corrupt/truncated files raise RuntimeError, EOFError, UnpicklingError...
-        raise ValueError(f"cannot read checkpoint {path}: it is corrupt, truncated or not a PyTorch file ({err})") from err
+        raise InvalidInputError(f"cannot read checkpoint {path}: it is corrupt, truncated or not a PyTorch file ({err})") from err
     state = blob.get("net", blob) if isinstance(blob, dict) else None
     if not isinstance(state, dict) or not is_reference_state(state):
-        raise ValueError(f"{path} is not an OS2D reference checkpoint (no 'net' state dict with OS2D keys)")
+        raise InvalidInputError(f"{path} is not an OS2D reference checkpoint (no 'net' state dict with OS2D keys)")
     return state

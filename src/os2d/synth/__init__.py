@@ -12,7 +12,12 @@ from os2d.synth.compose import (
     transform_object,
 )
 from os2d.synth.config import MASK_MODES, SynthConfig
-from os2d.synth.writer import CSV_COLUMNS, SynthSummary, collect_images, generate_dataset
+from os2d.synth.writer import (
+    CSV_COLUMNS,
+    SynthSummary,
+    collect_images,
+    generate_dataset,
+)
 
 __all__ = [
     "BackgroundPool",

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from os2d.data.images import ImageLike, load_image
+from os2d.errors import InvalidInputError
 from os2d.synth.config import MASK_MODES, SynthConfig
 
 logger = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def foreground_mask(image: np.ndarray, mode: str = "auto", tolerance: int = 30) 
     falls back to everything if it keeps less than 2 % of the image.
     """
     if mode not in MASK_MODES:
-        raise ValueError(f"mask mode must be one of {', '.join(MASK_MODES)}, got {mode!r}")
+        raise InvalidInputError(f"mask mode must be one of {', '.join(MASK_MODES)}, got {mode!r}")
     h, w = image.shape[:2]
     full = np.ones((h, w), dtype=bool)
     if mode == "none" or h < 8 or w < 8:
@@ -127,7 +128,7 @@ def load_class_image(image: ImageLike, *, name: Optional[str] = None, mask: str 
         rgb = np.asarray(load_image(image, what="class image"))
     if name is None:
         if path is None:
-            raise ValueError("load_class_image: a name is required for an in-memory class image")
+            raise InvalidInputError("load_class_image: a name is required for an in-memory class image")
         name = path.stem
     fg = foreground_mask(rgb, mask, tolerance)
     masked = not bool(fg.all())
@@ -160,7 +161,7 @@ class BackgroundPool:
     def __init__(self, sources: Sequence[Union[str, Path, np.ndarray]], scene_size: int,
                  cache_size: int = 24) -> None:
         if len(sources) == 0:
-            raise ValueError("no background images given")
+            raise InvalidInputError("no background images given")
         self.sources = list(sources)
         self.scene_size = int(scene_size)
         self.cache_size = int(cache_size)
@@ -503,7 +504,7 @@ def compose_scene(index: int, classes: Sequence[ClassImage], backgrounds: Backgr
     painted over some objects.
     """
     if not classes:
-        raise ValueError("no class images given")
+        raise InvalidInputError("no class images given")
     rng = scene_rng(config.seed, index)
     bg_index = int(rng.integers(len(backgrounds)))
     background = backgrounds.get(bg_index)

@@ -6,6 +6,8 @@ import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Dict, Tuple
 
+from os2d.errors import InvalidInputError
+
 #: How a class image's foreground mask is found (see :func:`os2d.synth.compose.foreground_mask`).
 MASK_MODES = ("auto", "none", "white")
 
@@ -166,5 +168,5 @@ class SynthConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"synth config: unknown settings {unknown}")
+            raise InvalidInputError(f"synth config: unknown settings {unknown}")
         return cls(**data)

@@ -20,8 +20,15 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 from PIL import Image
 
+from os2d.errors import InputNotFoundError, InvalidInputError
 from os2d.fileio import atomic_write_text
-from os2d.synth.compose import BackgroundPool, ClassImage, Scene, compose_scene, load_class_image
+from os2d.synth.compose import (
+    BackgroundPool,
+    ClassImage,
+    Scene,
+    compose_scene,
+    load_class_image,
+)
 from os2d.synth.config import SynthConfig
 
 logger = logging.getLogger(__name__)
@@ -59,19 +66,19 @@ def collect_images(inputs: Iterable[PathLike], *, what: str) -> List[Path]:
     found: List[Path] = []
     for path in inputs:
         if not path.exists():
-            raise FileNotFoundError(f"{what} path not found: {path}")
+            raise InputNotFoundError(f"{what} path not found: {path}")
         if path.is_dir():
             files = sorted(p for p in path.iterdir()
                            if p.is_file() and not p.name.startswith(".")
                            and p.suffix.lower() in IMAGE_EXTENSIONS)
             if not files:
-                raise ValueError(f"no {what}s found in folder {path} "
+                raise InvalidInputError(f"no {what}s found in folder {path} "
                                  f"(looked for {', '.join(IMAGE_EXTENSIONS)})")
             found.extend(files)
         else:
             found.append(path)
     if not found:
-        raise ValueError(f"no {what}s given")
+        raise InvalidInputError(f"no {what}s given")
     seen = set()
     unique = []
     for path in found:
@@ -87,7 +94,7 @@ def load_classes(paths: Sequence[Path], *, mask: str, tolerance: int = 30) -> Li
     by_name: Dict[str, Path] = {}
     for path in paths:
         if path.stem in by_name:
-            raise ValueError(f"two class images have the same name {path.stem!r}: "
+            raise InvalidInputError(f"two class images have the same name {path.stem!r}: "
                              f"{by_name[path.stem]} and {path}")
         by_name[path.stem] = path
     return [load_class_image(by_name[name], mask=mask, tolerance=tolerance) for name in sorted(by_name)]
@@ -100,9 +107,9 @@ def check_images_readable(paths: Sequence[Path], *, what: str) -> None:
             with Image.open(path) as img:
                 img.size  # noqa: B018 - header parsed by open()
         except FileNotFoundError:
-            raise FileNotFoundError(f"{what} not found: {path}") from None
+            raise InputNotFoundError(f"{what} not found: {path}") from None
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-            raise ValueError(f"{what} is not a readable image: {path}") from err
+            raise InvalidInputError(f"{what} is not a readable image: {path}") from err
 
 
 def scene_file_name(config: SynthConfig, index: int) -> str:
@@ -163,26 +170,26 @@ def prepare_output(out: Path, *, overwrite: bool, planned: Sequence[str], inputs
     files listed by a previous run's ``synth_config.json`` (nothing else) and refuse if a
     remaining file would be overwritten or if an input would be deleted."""
     if out.exists() and not out.is_dir():
-        raise ValueError(f"output path exists and is not a folder: {out}")
+        raise InvalidInputError(f"output path exists and is not a folder: {out}")
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
-            raise ValueError(f"output folder is not empty: {out} "
+            raise InvalidInputError(f"output folder is not empty: {out} "
                              f"(pass --overwrite to replace a previous 'os2d synth' output there)")
         manifest = _read_manifest(out)
         if manifest is None:
-            raise ValueError(f"refusing to overwrite {out}: it is not empty and has no {CONFIG_FILE} "
+            raise InvalidInputError(f"refusing to overwrite {out}: it is not empty and has no {CONFIG_FILE} "
                              f"written by 'os2d synth'; choose an empty or new folder")
         old = _listed_files(out, manifest)
         old_set = {p.resolve() for p in old if p.exists() or p.is_symlink()}
         for src in inputs:
             if src.resolve() in old_set:
-                raise ValueError(f"refusing to overwrite {out}: input {src} is one of the files "
+                raise InvalidInputError(f"refusing to overwrite {out}: input {src} is one of the files "
                                  f"a previous run wrote there; copy it elsewhere first")
         old_names = {p.resolve() for p in old}
         for rel in planned:  # check everything before deleting anything
             path = _safe_member(out, rel)
             if path is not None and (path.exists() or path.is_symlink()) and path.resolve() not in old_names:
-                raise ValueError(f"refusing to overwrite {path}: it was not written by 'os2d synth'")
+                raise InvalidInputError(f"refusing to overwrite {path}: it was not written by 'os2d synth'")
         for path in old:
             if path.is_symlink() or path.is_file():
                 path.unlink()

@@ -24,6 +24,7 @@ from PIL import Image
 from os2d.data.datasets.base import Dataset, SceneRecord
 from os2d.data.images import load_image
 from os2d.data.preprocess import check_class_image_size, resize, size_by_area, to_tensor
+from os2d.errors import InvalidInputError
 from os2d.train.config import BatchSection
 
 ClassKey = Tuple[int, str]  # (dataset index, class name)
@@ -183,9 +184,9 @@ class BatchSampler:
     def __init__(self, datasets: Sequence[Dataset], weights: Sequence[float], config: BatchSection, *,
                  anchor_size: float, pixel_mean: Sequence[float], pixel_std: Sequence[float], seed: int = 0) -> None:
         if not datasets:
-            raise ValueError("no training datasets given")
+            raise InvalidInputError("no training datasets given")
         if len(weights) != len(datasets) or any(w <= 0 for w in weights):
-            raise ValueError(f"need one positive weight per dataset, got {list(weights)}")
+            raise InvalidInputError(f"need one positive weight per dataset, got {list(weights)}")
         self.datasets = list(datasets)
         self.weights = np.asarray(weights, dtype=np.float64) / float(np.sum(weights))
         self.config = config
@@ -233,7 +234,7 @@ class BatchSampler:
         rec = self.datasets[spec.dataset].images[spec.image]
         pil = load_image(rec.path, what="scene image")
         if rec.size is not None and pil.size != tuple(rec.size):
-            raise ValueError(f"scene {rec.path} is {pil.size} after loading but its annotations assume "
+            raise InvalidInputError(f"scene {rec.path} is {pil.size} after loading but its annotations assume "
                              f"{tuple(rec.size)} (EXIF rotation?)")
         image = render_patch(pil, spec, c.patch_size, self.fill)
         idx, boxes, difficult = crop_boxes(rec.boxes, rec.difficult, spec, c.patch_size,

@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from os2d.errors import InputNotFoundError, InvalidInputError
 from os2d.fileio import atomic_write, atomic_write_text
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -62,15 +63,15 @@ def load_checkpoint(run_dir: Path) -> Dict[str, Any]:
     """Read ``run_dir/checkpoint.pt`` (``FileNotFoundError`` / ``ValueError`` with the path)."""
     path = Path(run_dir) / CHECKPOINT_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"no training checkpoint to resume from: {path}")
+        raise InputNotFoundError(f"no training checkpoint to resume from: {path}")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # pickle / zip errors of a corrupt file
-        raise ValueError(f"cannot read training checkpoint {path} ({err})") from err
+        raise InvalidInputError(f"cannot read training checkpoint {path} ({err})") from err
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise ValueError(f"{path} is not an os2d training checkpoint")
+        raise InvalidInputError(f"{path} is not an os2d training checkpoint")
     if blob.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path} has checkpoint version {blob.get('format_version')}, expected {FORMAT_VERSION}")
+        raise InvalidInputError(f"{path} has checkpoint version {blob.get('format_version')}, expected {FORMAT_VERSION}")
     return blob
 
 

@@ -16,6 +16,8 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 import yaml
 
+from os2d.errors import InputNotFoundError, InvalidInputError
+
 TRAIN_BACKBONE_MODES = ("none", "last_blocks", "all")
 OPTIMIZERS = ("sgd", "adam")
 
@@ -231,40 +233,40 @@ def _convert(tp, value: Any, *, key: str, source: str):
         return _convert(inner[0], value, key=key, source=source)
     if _is_dataclass_type(tp):
         if not isinstance(value, dict):
-            raise ValueError(f"{source}: {key} must be a mapping, got {value!r}")
+            raise InvalidInputError(f"{source}: {key} must be a mapping, got {value!r}")
         return _build(tp, value, prefix=f"{key}.", source=source)
     if origin in (list, List):
         if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{source}: {key} must be a list, got {value!r}")
+            raise InvalidInputError(f"{source}: {key} must be a list, got {value!r}")
         return [_convert(args[0], v, key=f"{key}[{i}]", source=source) for i, v in enumerate(value)]
     if tp is bool:
         if not isinstance(value, bool):
-            raise ValueError(f"{source}: {key} must be true or false, got {value!r}")
+            raise InvalidInputError(f"{source}: {key} must be true or false, got {value!r}")
         return value
     if tp is int:
         if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
-            raise ValueError(f"{source}: {key} must be an integer, got {value!r}")
+            raise InvalidInputError(f"{source}: {key} must be an integer, got {value!r}")
         return int(value)
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{source}: {key} must be a number, got {value!r}")
+            raise InvalidInputError(f"{source}: {key} must be a number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise ValueError(f"{source}: {key} must be a string, got {value!r}")
+            raise InvalidInputError(f"{source}: {key} must be a string, got {value!r}")
         return str(value)
     return value
 
 
 def _build(cls, data: Dict[str, Any], *, prefix: str, source: str):
     if not isinstance(data, dict):
-        raise ValueError(f"{source}: {prefix.rstrip('.') or 'config'} must be a mapping, got {data!r}")
+        raise InvalidInputError(f"{source}: {prefix.rstrip('.') or 'config'} must be a mapping, got {data!r}")
     hints = _hints(cls)
     known = [f.name for f in fields(cls)]
     kwargs = {}
     for key, value in data.items():
         if key not in known:
-            raise ValueError(f"{source}: unknown setting '{prefix}{key}'{_close(str(key), known, prefix)}")
+            raise InvalidInputError(f"{source}: unknown setting '{prefix}{key}'{_close(str(key), known, prefix)}")
         kwargs[key] = _convert(hints[key], value, key=f"{prefix}{key}", source=source)
     return cls(**kwargs)
 
@@ -285,11 +287,11 @@ def _set_path(tree: Dict[str, Any], dotted: str, value: Any) -> None:
             else:
                 node = node.setdefault(name, {})
                 if node is None:
-                    raise ValueError(f"--set {dotted}: {name} is empty")
+                    raise InvalidInputError(f"--set {dotted}: {name} is empty")
         else:
             seq = node.get(name)
             if not isinstance(seq, list) or index >= len(seq):
-                raise ValueError(f"--set {dotted}: {name} has no item {index}")
+                raise InvalidInputError(f"--set {dotted}: {name} has no item {index}")
             if last:
                 seq[index] = value
             else:
@@ -301,11 +303,11 @@ def apply_overrides(tree: Dict[str, Any], overrides: Sequence[str]) -> Dict[str,
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+            raise InvalidInputError(f"--set expects KEY=VALUE, got {item!r}")
         try:
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError as err:
-            raise ValueError(f"--set {item!r}: value is not valid YAML ({err})") from err
+            raise InvalidInputError(f"--set {item!r}: value is not valid YAML ({err})") from err
         _set_path(tree, key.strip(), value)
     return tree
 
@@ -317,13 +319,13 @@ def load_config(path: Optional[Union[str, Path]] = None, overrides: Sequence[str
     if path is not None:
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"train config not found: {path}")
+            raise InputNotFoundError(f"train config not found: {path}")
         try:
             tree = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as err:
-            raise ValueError(f"train config {path} is not valid YAML ({err})") from err
+            raise InvalidInputError(f"train config {path} is not valid YAML ({err})") from err
         source = str(path)
     if not isinstance(tree, dict):
-        raise ValueError(f"train config {source} must be a mapping of settings")
+        raise InvalidInputError(f"train config {source} must be a mapping of settings")
     apply_overrides(tree, overrides)
     return TrainConfig.from_dict(tree, source=source)

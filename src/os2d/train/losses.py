@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from os2d.errors import InvalidInputError
 from os2d.train.targets import AnchorTargets
 
 __all__ = [
@@ -52,12 +53,12 @@ LOSS_KINDS = ("contrastive", "rll")
 def _check_scores_labels(scores: Tensor, labels: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
     """Validate ``scores``/``labels`` (both ``Tensor[B, K, N]``); return ``pos``, ``neg`` masks and labels."""
     if scores.dim() != 3:
-        raise ValueError(f"scores must be Tensor[B, K, N], got shape {tuple(scores.shape)}")
+        raise InvalidInputError(f"scores must be Tensor[B, K, N], got shape {tuple(scores.shape)}")
     if labels.shape != scores.shape:
-        raise ValueError(f"labels must have the shape of scores {tuple(scores.shape)}, "
+        raise InvalidInputError(f"labels must have the shape of scores {tuple(scores.shape)}, "
                          f"got {tuple(labels.shape)}")
     if labels.is_floating_point() or labels.dtype == torch.bool:
-        raise ValueError(f"labels must be an integer tensor with values 1/0/-1, got dtype {labels.dtype}")
+        raise InvalidInputError(f"labels must be an integer tensor with values 1/0/-1, got dtype {labels.dtype}")
     labels = labels.to(scores.device)
     return labels == 1, labels == 0, labels
 
@@ -65,7 +66,7 @@ def _check_scores_labels(scores: Tensor, labels: Tensor) -> Tuple[Tensor, Tensor
 def _check_margins(pos_margin: float, neg_margin: float) -> None:
     for name, value in (("pos_margin", pos_margin), ("neg_margin", neg_margin)):
         if not math.isfinite(float(value)):
-            raise ValueError(f"{name} must be finite, got {value}")
+            raise InvalidInputError(f"{name} must be finite, got {value}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -87,9 +88,9 @@ def smooth_l1(x: Tensor, y: Tensor, beta: float = 1.0, dim: int = -1) -> Tensor:
         ``x`` 's shape without ``dim``.
     """
     if x.shape != y.shape:
-        raise ValueError(f"smooth_l1 needs equal shapes, got {tuple(x.shape)} and {tuple(y.shape)}")
+        raise InvalidInputError(f"smooth_l1 needs equal shapes, got {tuple(x.shape)} and {tuple(y.shape)}")
     if beta < 0:
-        raise ValueError(f"beta must be >= 0, got {beta}")
+        raise InvalidInputError(f"beta must be >= 0, got {beta}")
     return F.smooth_l1_loss(x, y.to(x.dtype), reduction="none", beta=beta).sum(dim)
 
 
@@ -116,13 +117,13 @@ def localization_loss(
         graph of ``loc_pred`` (backward gives zero gradients).
     """
     if loc_pred.dim() != 4 or loc_pred.shape[2] != 4:
-        raise ValueError(f"loc_pred must be Tensor[B, K, 4, N], got shape {tuple(loc_pred.shape)}")
+        raise InvalidInputError(f"loc_pred must be Tensor[B, K, 4, N], got shape {tuple(loc_pred.shape)}")
     if loc_targets.shape != loc_pred.shape:
-        raise ValueError(f"loc_targets must have the shape of loc_pred {tuple(loc_pred.shape)}, "
+        raise InvalidInputError(f"loc_targets must have the shape of loc_pred {tuple(loc_pred.shape)}, "
                          f"got {tuple(loc_targets.shape)}")
     b, k, _, n = loc_pred.shape
     if loc_mask.shape != (b, k, n):
-        raise ValueError(f"loc_mask must be Tensor[B, K, N] = {(b, k, n)}, got {tuple(loc_mask.shape)}")
+        raise InvalidInputError(f"loc_mask must be Tensor[B, K, N] = {(b, k, n)}, got {tuple(loc_mask.shape)}")
     mask = loc_mask.to(device=loc_pred.device, dtype=torch.bool)
     pred = loc_pred.transpose(2, 3)[mask]  # [P, 4]
     target = loc_targets.to(loc_pred.device).transpose(2, 3)[mask]  # [P, 4]
@@ -168,9 +169,9 @@ def contrastive_loss(
     pos, neg, _ = _check_scores_labels(scores, labels)
     _check_margins(pos_margin, neg_margin)
     if neg_to_pos_ratio is not None and neg_to_pos_ratio < 0:
-        raise ValueError(f"neg_to_pos_ratio must be >= 0 or None, got {neg_to_pos_ratio}")
+        raise InvalidInputError(f"neg_to_pos_ratio must be >= 0 or None, got {neg_to_pos_ratio}")
     if hard_neg_min < 0:
-        raise ValueError(f"hard_neg_min must be >= 0, got {hard_neg_min}")
+        raise InvalidInputError(f"hard_neg_min must be >= 0, got {hard_neg_min}")
 
     num_pos = int(pos.sum())
     num_neg = int(neg.sum())
@@ -241,7 +242,7 @@ def ranked_list_loss(
     pos, neg, _ = _check_scores_labels(scores, labels)
     _check_margins(pos_margin, neg_margin)
     if not (max_weight_ratio >= 1.0 and math.isfinite(max_weight_ratio)):
-        raise ValueError(f"max_weight_ratio must be a finite number >= 1, got {max_weight_ratio}")
+        raise InvalidInputError(f"max_weight_ratio must be a finite number >= 1, got {max_weight_ratio}")
 
     zeros = torch.zeros_like(scores)
     loss_pos_el = torch.where(pos, (pos_margin - scores).clamp(min=0), zeros)  # [B, K, N]
@@ -360,13 +361,13 @@ def os2d_loss(
     """
     kind_norm = str(kind).lower()
     if kind_norm not in LOSS_KINDS:
-        raise ValueError(f"unknown loss kind {kind!r}; expected one of {', '.join(LOSS_KINDS)}")
+        raise InvalidInputError(f"unknown loss kind {kind!r}; expected one of {', '.join(LOSS_KINDS)}")
     labels = targets.labels if recognition_labels is None else recognition_labels
     pos, _, labels = _check_scores_labels(scores, labels)
 
     if scores_for_negatives is not None:
         if scores_for_negatives.shape != scores.shape:
-            raise ValueError(f"scores_for_negatives must have the shape of scores {tuple(scores.shape)}, "
+            raise InvalidInputError(f"scores_for_negatives must have the shape of scores {tuple(scores.shape)}, "
                              f"got {tuple(scores_for_negatives.shape)}")
         scores = torch.where(pos, scores, scores_for_negatives)  # [B, K, N]
 
@@ -383,7 +384,7 @@ def os2d_loss(
         num_loc_pos = int(targets.loc_mask.sum())
     else:
         if loc_pred.shape[:2] != scores.shape[:2] or loc_pred.shape[3:] != scores.shape[2:]:
-            raise ValueError(f"loc_pred must be Tensor[B, K, 4, N] matching scores {tuple(scores.shape)}, "
+            raise InvalidInputError(f"loc_pred must be Tensor[B, K, 4, N] matching scores {tuple(scores.shape)}, "
                              f"got {tuple(loc_pred.shape)}")
         num_loc_pos = int(targets.loc_mask.sum())
         localization = localization_loss(loc_pred, targets.loc_targets, targets.loc_mask, num_loc_pos,

@@ -17,6 +17,7 @@ from typing import Dict, Hashable, List, Optional, Sequence
 import torch
 from torch import nn
 
+from os2d.errors import InvalidInputError
 from os2d.model.os2d import OS2DModel
 from os2d.ops.boxes import encode_boxes, make_anchors
 from os2d.ops.features import l2_normalize, resize_class_features
@@ -57,15 +58,15 @@ class TrainFeatures:
         if mode == "last_blocks":
             stages = _stages(backbone)
             if stages is None:
-                raise ValueError(f"train_backbone=last_blocks is not supported for {type(backbone).__name__}")
+                raise InvalidInputError(f"train_backbone=last_blocks is not supported for {type(backbone).__name__}")
             if not 1 <= last_blocks <= len(stages):
-                raise ValueError(f"last_blocks={last_blocks} must be in 1..{len(stages)} for this backbone")
+                raise InvalidInputError(f"last_blocks={last_blocks} must be in 1..{len(stages)} for this backbone")
             self.suffix = stages[-last_blocks:]
             for module in self.suffix:
                 for p in module.parameters():
                     p.requires_grad_(True)
         elif mode not in ("none", "all"):
-            raise ValueError(f"unknown train_backbone mode {mode!r}")
+            raise InvalidInputError(f"unknown train_backbone mode {mode!r}")
 
     def trainable_parameters(self) -> List[nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]

@@ -29,7 +29,13 @@ import torch
 from torch import Tensor
 from torchvision.ops import box_iou
 
-from os2d.ops.boxes import BOX_CODER_WEIGHTS, DEFAULT_DECODE_CLAMP, decode_boxes, encode_boxes
+from os2d.errors import InvalidInputError
+from os2d.ops.boxes import (
+    BOX_CODER_WEIGHTS,
+    DEFAULT_DECODE_CLAMP,
+    decode_boxes,
+    encode_boxes,
+)
 
 __all__ = [
     "BOX_CODER_WEIGHTS",
@@ -75,7 +81,7 @@ class AnchorTargets:
     def stack(cls, items: Sequence["AnchorTargets"]) -> "AnchorTargets":
         """Stack per-image targets ``[K, ...]`` into batch targets ``[B, K, ...]``."""
         if len(items) == 0:
-            raise ValueError("cannot stack an empty list of AnchorTargets")
+            raise InvalidInputError("cannot stack an empty list of AnchorTargets")
         return cls(
             loc_targets=torch.stack([t.loc_targets for t in items], 0),  # [B, K, 4, N]
             loc_mask=torch.stack([t.loc_mask for t in items], 0),  # [B, K, N]
@@ -98,24 +104,24 @@ class AnchorTargets:
 def _check_gt(gt_boxes: Tensor, gt_labels: Tensor, gt_difficult: Tensor, num_classes: int) -> Tensor:
     """Validate GT tensors; returns ``gt_difficult`` as a bool ``Tensor[G]``."""
     if gt_boxes.dim() != 2 or gt_boxes.shape[-1] != 4:
-        raise ValueError(f"gt_boxes must be Tensor[G, 4], got shape {tuple(gt_boxes.shape)}")
+        raise InvalidInputError(f"gt_boxes must be Tensor[G, 4], got shape {tuple(gt_boxes.shape)}")
     g = gt_boxes.shape[0]
     if gt_labels.shape != (g,):
-        raise ValueError(f"gt_labels must be Tensor[G] with G={g}, got shape {tuple(gt_labels.shape)}")
+        raise InvalidInputError(f"gt_labels must be Tensor[G] with G={g}, got shape {tuple(gt_labels.shape)}")
     if gt_difficult is None:
         gt_difficult = torch.zeros(g, dtype=torch.bool, device=gt_boxes.device)
     if gt_difficult.shape != (g,):
-        raise ValueError(f"gt_difficult must be Tensor[G] with G={g}, got shape {tuple(gt_difficult.shape)}")
+        raise InvalidInputError(f"gt_difficult must be Tensor[G] with G={g}, got shape {tuple(gt_difficult.shape)}")
     if num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        raise InvalidInputError(f"num_classes must be >= 1, got {num_classes}")
     if g > 0 and (int(gt_labels.min()) < 0 or int(gt_labels.max()) >= num_classes):
-        raise ValueError(f"gt_labels must lie in 0..{num_classes - 1}, got values {gt_labels.tolist()}")
+        raise InvalidInputError(f"gt_labels must lie in 0..{num_classes - 1}, got values {gt_labels.tolist()}")
     return gt_difficult.to(torch.bool)
 
 
 def _check_thresholds(pos_iou: float, neg_iou: float) -> None:
     if not 0.0 <= neg_iou <= pos_iou <= 1.0:
-        raise ValueError(f"IoU thresholds must satisfy 0 <= neg_iou <= pos_iou <= 1, got "
+        raise InvalidInputError(f"IoU thresholds must satisfy 0 <= neg_iou <= pos_iou <= 1, got "
                          f"neg_iou={neg_iou}, pos_iou={pos_iou}")
 
 
@@ -188,7 +194,7 @@ def assign_targets(
         :class:`AnchorTargets` with fields of shape ``[K, 4, N]`` / ``[K, N]``.
     """
     if anchors.dim() != 2 or anchors.shape[-1] != 4:
-        raise ValueError(f"anchors must be Tensor[N, 4], got shape {tuple(anchors.shape)}")
+        raise InvalidInputError(f"anchors must be Tensor[N, 4], got shape {tuple(anchors.shape)}")
     gt_difficult = _check_gt(gt_boxes, gt_labels, gt_difficult, num_classes)
     _check_thresholds(pos_iou, neg_iou)
     k = num_classes
@@ -237,14 +243,14 @@ def assign_targets_batch(
     """
     b = len(gt_boxes)
     if len(gt_labels) != b or (gt_difficult is not None and len(gt_difficult) != b):
-        raise ValueError(f"gt_boxes, gt_labels, gt_difficult must have the same length, got {b}, "
+        raise InvalidInputError(f"gt_boxes, gt_labels, gt_difficult must have the same length, got {b}, "
                          f"{len(gt_labels)}, {None if gt_difficult is None else len(gt_difficult)}")
     if isinstance(anchors, Tensor) and anchors.dim() == 2:
         per_image = [anchors] * b
     else:
         per_image = list(anchors)
         if len(per_image) != b:
-            raise ValueError(f"got anchors for {len(per_image)} images but GT for {b} images")
+            raise InvalidInputError(f"got anchors for {len(per_image)} images but GT for {b} images")
     difficult = gt_difficult if gt_difficult is not None else [None] * b
     items = [
         assign_targets(a, bx, lb, df, num_classes, pos_iou=pos_iou, neg_iou=neg_iou, weights=weights)
@@ -280,7 +286,7 @@ def remap_recognition_targets(
         ``Tensor[K, N]`` int8 labels.
     """
     if output_boxes.dim() != 3 or output_boxes.shape[0] != num_classes or output_boxes.shape[-1] != 4:
-        raise ValueError(f"output_boxes must be Tensor[K, N, 4] with K={num_classes}, got shape "
+        raise InvalidInputError(f"output_boxes must be Tensor[K, N, 4] with K={num_classes}, got shape "
                          f"{tuple(output_boxes.shape)}")
     gt_difficult = _check_gt(gt_boxes, gt_labels, gt_difficult, num_classes)
     _check_thresholds(pos_iou, neg_iou)
@@ -309,10 +315,10 @@ def remap_recognition_targets_batch(
     ``output_boxes: Tensor[B, K, N, 4]``, GT lists of length B -> ``Tensor[B, K, N]`` int8.
     """
     if output_boxes.dim() != 4:
-        raise ValueError(f"output_boxes must be Tensor[B, K, N, 4], got shape {tuple(output_boxes.shape)}")
+        raise InvalidInputError(f"output_boxes must be Tensor[B, K, N, 4], got shape {tuple(output_boxes.shape)}")
     b = output_boxes.shape[0]
     if len(gt_boxes) != b or len(gt_labels) != b or (gt_difficult is not None and len(gt_difficult) != b):
-        raise ValueError(f"expected GT lists of length B={b}, got {len(gt_boxes)}, {len(gt_labels)}, "
+        raise InvalidInputError(f"expected GT lists of length B={b}, got {len(gt_boxes)}, {len(gt_labels)}, "
                          f"{None if gt_difficult is None else len(gt_difficult)}")
     difficult = gt_difficult if gt_difficult is not None else [None] * b
     return torch.stack([

@@ -24,13 +24,19 @@ import torch
 from tqdm import tqdm
 
 from os2d.data.datasets import Dataset, resolve_dataset
+from os2d.errors import InvalidInputError
+from os2d.fileio import atomic_write_text
 from os2d.model.checkpoint import build_model, save_model
 from os2d.model.config import ModelConfig
 from os2d.model.os2d import OS2DModel
 from os2d.train.batching import BatchSampler
-from os2d.fileio import atomic_write_text
-from os2d.train.checkpointing import (CHECKPOINT_FILE, CsvLog, load_checkpoint,
-                                      restore_rng_state, save_checkpoint)
+from os2d.train.checkpointing import (
+    CHECKPOINT_FILE,
+    CsvLog,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
 from os2d.train.config import DatasetSpec, OptimSection, TrainConfig
 from os2d.train.objective import TrainFeatures, compute_batch_loss
 
@@ -67,7 +73,7 @@ def open_dataset(spec: DatasetSpec, data_root: Optional[str], *, exclude_other_s
 def load_datasets(config: TrainConfig) -> Tuple[List[Dataset], List[float], Optional[Dataset]]:
     """Training datasets (with their sampling weights) and the validation dataset."""
     if not config.data.train:
-        raise ValueError("train config: data.train lists no training dataset")
+        raise InvalidInputError("train config: data.train lists no training dataset")
     train = [open_dataset(s, config.data.data_root, exclude_other_splits=True) for s in config.data.train]
     val = None
     if config.data.val is not None and config.data.val.path:
@@ -124,7 +130,7 @@ class Trainer:
         self.resume = resume
         self.progress = sys.stderr.isatty() if progress is None else progress
         if not resume and (self.run_dir / CHECKPOINT_FILE).exists():
-            raise ValueError(f"{self.run_dir} already holds a training run; use --resume or another --out")
+            raise InvalidInputError(f"{self.run_dir} already holds a training run; use --resume or another --out")
         if config.threads:
             torch.set_num_threads(config.threads)
         self.device = torch.device(config.device)
@@ -135,7 +141,7 @@ class Trainer:
         self.features = TrainFeatures(self.model, config.train_backbone, config.last_blocks)
         self.params = self.features.trainable_parameters()
         if not self.params:
-            raise ValueError("nothing to train: the model has no trainable parameters")
+            raise InvalidInputError("nothing to train: the model has no trainable parameters")
         self.optimizer, self.scheduler = build_optimizer(self.params, config.optim)
         train_sets, weights, self.val_dataset = load_datasets(config)
         backbone = self.model.backbone

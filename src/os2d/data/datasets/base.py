@@ -16,6 +16,8 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from os2d.errors import InputNotFoundError, InvalidInputError
+
 logger = logging.getLogger(__name__)
 
 #: EXIF orientations that swap width and height when applied (``load_image`` applies them).
@@ -89,9 +91,9 @@ class Dataset:
     def __post_init__(self) -> None:
         missing = [c for c in self.class_names if not self.class_images.get(c)]
         if missing:
-            raise ValueError(f"dataset {self.name!r}: classes without a class image: {missing}")
+            raise InvalidInputError(f"dataset {self.name!r}: classes without a class image: {missing}")
         if len(set(self.class_names)) != len(self.class_names):
-            raise ValueError(f"dataset {self.name!r}: duplicate class names in {self.class_names}")
+            raise InvalidInputError(f"dataset {self.name!r}: duplicate class names in {self.class_names}")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -110,7 +112,7 @@ class Dataset:
         for rec in self.images:
             if rec.file_name == file_name:
                 return rec
-        raise ValueError(f"image {file_name!r} is not in dataset {self.name!r}")
+        raise InvalidInputError(f"image {file_name!r} is not in dataset {self.name!r}")
 
     def filter_split(self, split: Union[str, Sequence[str]], *,
                      image_splits: Optional[Sequence[str]] = None) -> "Dataset":
@@ -135,7 +137,7 @@ class Dataset:
     def _resolve_splits(self, split: Union[str, Sequence[str]]) -> set:
         available = self.splits
         if not available:
-            raise ValueError(f"dataset {self.name!r} has no splits (no 'split' column); got split {split!r}")
+            raise InvalidInputError(f"dataset {self.name!r} has no splits (no 'split' column); got split {split!r}")
         names = [split] if isinstance(split, str) else list(split)
         out = set()
         for name in names:
@@ -144,7 +146,7 @@ class Dataset:
             elif name == "val-all" and any(s.startswith("val") for s in available):
                 out.update(s for s in available if s.startswith("val"))
             else:
-                raise ValueError(f"unknown split {name!r} for dataset {self.name!r}; available: {available}")
+                raise InvalidInputError(f"unknown split {name!r} for dataset {self.name!r}; available: {available}")
         return out
 
     def subset(self, *, classes: Optional[Sequence[str]] = None, file_names: Optional[Sequence[str]] = None,
@@ -153,13 +155,13 @@ class Dataset:
         keep_classes = list(self.class_names) if classes is None else list(classes)
         unknown = [c for c in keep_classes if c not in self.class_images]
         if unknown:
-            raise ValueError(f"unknown classes {unknown} for dataset {self.name!r}")
+            raise InvalidInputError(f"unknown classes {unknown} for dataset {self.name!r}")
         images = self.images
         if file_names is not None:
             by_name = {r.file_name: r for r in self.images}
             missing = [f for f in file_names if f not in by_name]
             if missing:
-                raise ValueError(f"images {missing[:5]} are not in dataset {self.name!r}")
+                raise InvalidInputError(f"images {missing[:5]} are not in dataset {self.name!r}")
             images = [by_name[f] for f in file_names]
         wanted = set(keep_classes)
         kept = [r.select(np.array([lab in wanted for lab in r.labels], dtype=bool)) for r in images]
@@ -169,7 +171,7 @@ class Dataset:
 
     def _derive(self, name: str, classes: List[str], images: List[SceneRecord]) -> "Dataset":
         if not images:
-            raise ValueError(f"dataset {name!r} is empty: no scene images left")
+            raise InvalidInputError(f"dataset {name!r} is empty: no scene images left")
         return Dataset(name=name, class_names=classes,
                        class_images={c: list(self.class_images[c]) for c in classes},
                        images=images, excluded_images=list(self.excluded_images))
@@ -189,13 +191,13 @@ def read_image_size(path: Path, *, what: str = "scene image") -> Tuple[int, int]
     refer to a transposed frame.
     """
     if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path}")
+        raise InputNotFoundError(f"{what} not found: {path}")
     try:
         with Image.open(path) as img:
             size = (int(img.width), int(img.height))
             orientation = img.getexif().get(_EXIF_ORIENTATION_TAG, 1)
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise ValueError(f"{what} is not a readable image ({err}): {path}") from err
+        raise InvalidInputError(f"{what} is not a readable image ({err}): {path}") from err
     if orientation in _TRANSPOSING_ORIENTATIONS:
         logger.warning("%s %s has EXIF orientation %d: annotations refer to the stored pixels, "
                        "but images are loaded rotated", what, path, orientation)
@@ -210,11 +212,11 @@ def check_boxes_in_image(boxes: np.ndarray, size: Tuple[int, int], *, where: str
            | (boxes[:, 2] > w + tolerance) | (boxes[:, 3] > h + tolerance))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{where}: box {boxes[i].tolist()} lies outside the {w}x{h} image")
+        raise InvalidInputError(f"{where}: box {boxes[i].tolist()} lies outside the {w}x{h} image")
     inverted = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
     if inverted.any():
         i = int(np.flatnonzero(inverted)[0])
-        raise ValueError(f"{where}: box {boxes[i].tolist()} has x2 < x1 or y2 < y1")
+        raise InvalidInputError(f"{where}: box {boxes[i].tolist()} has x2 < x1 or y2 < y1")
     out = boxes.copy()
     out[:, [0, 2]] = out[:, [0, 2]].clip(0, w)
     out[:, [1, 3]] = out[:, [1, 3]].clip(0, h)

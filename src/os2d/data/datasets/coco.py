@@ -26,11 +26,16 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from os2d.fileio import atomic_write
 from os2d.data.datasets.base import (
-    Dataset, SceneRecord, check_boxes_in_image, default_cache_dir, read_image_size,
+    Dataset,
+    SceneRecord,
+    check_boxes_in_image,
+    default_cache_dir,
+    read_image_size,
 )
 from os2d.data.images import load_image
+from os2d.errors import InputNotFoundError, InvalidInputError
+from os2d.fileio import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -38,18 +43,18 @@ logger = logging.getLogger(__name__)
 def load_coco_json(json_path: Path) -> dict:
     """Parse and shape-check a COCO JSON file."""
     if not json_path.is_file():
-        raise FileNotFoundError(f"COCO annotation file not found: {json_path}")
+        raise InputNotFoundError(f"COCO annotation file not found: {json_path}")
     try:
         data = json.loads(json_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"COCO annotation file is not valid JSON ({err}): {json_path}") from err
+        raise InvalidInputError(f"COCO annotation file is not valid JSON ({err}): {json_path}") from err
     if not isinstance(data, dict):
-        raise ValueError(f"COCO annotation file must hold a JSON object: {json_path}")
+        raise InvalidInputError(f"COCO annotation file must hold a JSON object: {json_path}")
     for key in ("images", "annotations", "categories"):
         if not isinstance(data.get(key), list):
-            raise ValueError(f"COCO annotation file {json_path} needs a list {key!r}")
+            raise InvalidInputError(f"COCO annotation file {json_path} needs a list {key!r}")
     if not data["images"] or not data["categories"]:
-        raise ValueError(f"COCO annotation file {json_path} has no images or no categories (empty dataset)")
+        raise InvalidInputError(f"COCO annotation file {json_path} has no images or no categories (empty dataset)")
     return data
 
 
@@ -57,14 +62,14 @@ def _categories(data: dict, json_path: Path) -> Dict[int, dict]:
     out: Dict[int, dict] = {}
     for i, cat in enumerate(data["categories"]):
         if not isinstance(cat, dict) or "id" not in cat or not isinstance(cat.get("name"), str):
-            raise ValueError(f"{json_path}: categories[{i}] needs an 'id' and a string 'name'")
+            raise InvalidInputError(f"{json_path}: categories[{i}] needs an 'id' and a string 'name'")
         if cat["id"] in out:
-            raise ValueError(f"{json_path}: duplicate category id {cat['id']!r}")
+            raise InvalidInputError(f"{json_path}: duplicate category id {cat['id']!r}")
         out[cat["id"]] = cat
     names = [c["name"] for c in out.values()]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        raise ValueError(f"{json_path}: duplicate category names {dup}")
+        raise InvalidInputError(f"{json_path}: duplicate category names {dup}")
     return out
 
 
@@ -72,12 +77,12 @@ def _image_entries(data: dict, json_path: Path, image_root: Path) -> Dict[object
     out: Dict[object, dict] = {}
     for i, img in enumerate(data["images"]):
         if not isinstance(img, dict) or "id" not in img or not isinstance(img.get("file_name"), str):
-            raise ValueError(f"{json_path}: images[{i}] needs an 'id' and a string 'file_name'")
+            raise InvalidInputError(f"{json_path}: images[{i}] needs an 'id' and a string 'file_name'")
         if img["id"] in out:
-            raise ValueError(f"{json_path}: duplicate image id {img['id']!r}")
+            raise InvalidInputError(f"{json_path}: duplicate image id {img['id']!r}")
         path = image_root / img["file_name"]
         if not path.is_file():
-            raise FileNotFoundError(f"scene image {img['file_name']!r} (image id {img['id']}) not found: {path}")
+            raise InputNotFoundError(f"scene image {img['file_name']!r} (image id {img['id']}) not found: {path}")
         w, h = img.get("width"), img.get("height")
         size = (int(w), int(h)) if w and h else read_image_size(path)
         out[img["id"]] = {"file_name": img["file_name"], "path": path, "size": size}
@@ -87,18 +92,18 @@ def _image_entries(data: dict, json_path: Path, image_root: Path) -> Dict[object
 def _parse_annotation(ann: dict, index: int, json_path: Path, images: dict, cats: dict):
     where = f"{json_path}: annotations[{index}]"
     if not isinstance(ann, dict):
-        raise ValueError(f"{where} is not an object")
+        raise InvalidInputError(f"{where} is not an object")
     if ann.get("image_id") not in images:
-        raise ValueError(f"{where} refers to unknown image id {ann.get('image_id')!r}")
+        raise InvalidInputError(f"{where} refers to unknown image id {ann.get('image_id')!r}")
     if ann.get("category_id") not in cats:
-        raise ValueError(f"{where} refers to unknown category id {ann.get('category_id')!r}")
+        raise InvalidInputError(f"{where} refers to unknown category id {ann.get('category_id')!r}")
     bbox = ann.get("bbox")
     if (not isinstance(bbox, (list, tuple)) or len(bbox) != 4
             or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in bbox)):
-        raise ValueError(f"{where}: 'bbox' must be 4 finite numbers [x, y, w, h], got {bbox!r}")
+        raise InvalidInputError(f"{where}: 'bbox' must be 4 finite numbers [x, y, w, h], got {bbox!r}")
     x, y, w, h = (float(v) for v in bbox)
     if w < 0 or h < 0:
-        raise ValueError(f"{where}: bbox {bbox} has negative width or height")
+        raise InvalidInputError(f"{where}: bbox {bbox} has negative width or height")
     box = check_boxes_in_image(np.array([[x, y, x + w, y + h]]), images[ann["image_id"]]["size"], where=where)[0]
     difficult = bool(ann.get("iscrowd", 0)) or bool(ann.get("difficult", False))
     return ann["image_id"], cats[ann["category_id"]]["name"], box, difficult
@@ -138,7 +143,7 @@ def _class_images(cats: dict, sources: dict, images: dict, json_path: Path, cach
         if cat.get("class_image"):
             path = json_path.parent / str(cat["class_image"])
             if not path.is_file():
-                raise FileNotFoundError(f"class image of category {name!r} not found: {path}")
+                raise InputNotFoundError(f"class image of category {name!r} not found: {path}")
             out[name] = [path]
         elif name in sources:
             image_id, box = sources[name]
@@ -167,10 +172,10 @@ def read_coco(json_path: Path, *, image_root: Optional[Path] = None, cache_dir: 
     excluded = {image_id for image_id, _ in sources.values()}
     records = [_record(i, images[i], boxes_by_image[i], class_images) for i in images if i not in excluded]
     if not records:
-        raise ValueError(f"{json_path}: no scene images left after excluding class-image sources (empty dataset)")
+        raise InvalidInputError(f"{json_path}: no scene images left after excluding class-image sources (empty dataset)")
     class_names = [c["name"] for c in cats.values() if c["name"] in class_images]
     if not class_names:
-        raise ValueError(f"{json_path}: no usable categories (empty dataset)")
+        raise InvalidInputError(f"{json_path}: no usable categories (empty dataset)")
     return Dataset(name=name or json_path.stem, class_names=class_names, class_images=class_images,
                    images=records, excluded_images=[images[i]["file_name"] for i in images if i in excluded])
 

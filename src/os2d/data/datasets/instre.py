@@ -23,9 +23,10 @@ import logging
 from pathlib import Path
 from typing import List, Sequence, Tuple
 
-from os2d.fileio import atomic_write
 from os2d.data.datasets.base import read_image_size
 from os2d.data.images import load_image
+from os2d.errors import InputNotFoundError, InvalidInputError
+from os2d.fileio import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ CSV_COLUMNS = ("gtbboxid", "classid", "classfilename", "imageid", "imagefilename
 
 def _load_mat(mat_path: Path) -> dict:
     if not mat_path.is_file():
-        raise FileNotFoundError(f"INSTRE annotation file not found: {mat_path}")
+        raise InputNotFoundError(f"INSTRE annotation file not found: {mat_path}")
     try:
         import scipy.io
     except ImportError as err:  # pragma: no cover - scipy ships with scikit-image
@@ -43,7 +44,7 @@ def _load_mat(mat_path: Path) -> dict:
     data = scipy.io.loadmat(str(mat_path))
     for key in ("qimlist", "imlist", "gnd"):
         if key not in data:
-            raise ValueError(f"{mat_path} lacks the variable {key!r}; is it gnd_instre.mat?")
+            raise InvalidInputError(f"{mat_path} lacks the variable {key!r}; is it gnd_instre.mat?")
     return {k: data[k].flatten() for k in ("qimlist", "imlist", "gnd")}
 
 
@@ -54,13 +55,13 @@ def _as_str(entry) -> str:
 def read_box_file(path: Path) -> List[Tuple[int, int, int, int]]:
     """Boxes ``(x, y, w, h)`` of an INSTRE ``.txt`` file, one per non-empty line."""
     if not path.is_file():
-        raise FileNotFoundError(f"INSTRE box file not found: {path}")
+        raise InputNotFoundError(f"INSTRE box file not found: {path}")
     boxes = []
     for n, line in enumerate(path.read_text().splitlines(), start=1):
         if line.strip():
             parts = line.split()
             if len(parts) != 4:
-                raise ValueError(f"{path}:{n}: expected 'x y w h', got {line!r}")
+                raise InvalidInputError(f"{path}:{n}: expected 'x y w h', got {line!r}")
             boxes.append(tuple(int(float(p)) for p in parts))
     return boxes
 
@@ -70,10 +71,10 @@ def _boxes_for(query: str, image: str, root: Path) -> List[Tuple[int, int, int, 
     q_set, i_set = query.split("/")[0].lower(), image.split("/")[0].lower()
     if q_set == "instre-s1" and i_set == "instre-m":
         if len(boxes) != 2:
-            raise ValueError(f"INSTRE-M image {image} should have 2 boxes, has {len(boxes)}")
+            raise InvalidInputError(f"INSTRE-M image {image} should have 2 boxes, has {len(boxes)}")
         return [boxes[0 if query.split("/")[1][2] == "a" else 1]]
     if q_set != i_set:
-        raise ValueError(f"unexpected positive {image} for query {query}")
+        raise InvalidInputError(f"unexpected positive {image} for query {query}")
     return boxes
 
 

@@ -26,6 +26,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from os2d.data.datasets.base import Dataset, SceneRecord, read_image_size
+from os2d.errors import InputNotFoundError, InvalidInputError
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +55,11 @@ class CsvRow:
 def read_csv_rows(csv_path: Path) -> List[dict]:
     """Rows of an annotation CSV as dicts (header names stripped), with reference defaults."""
     if not csv_path.is_file():
-        raise FileNotFoundError(f"annotation CSV not found: {csv_path}")
+        raise InputNotFoundError(f"annotation CSV not found: {csv_path}")
     with open(csv_path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         if reader.fieldnames is None:
-            raise ValueError(f"annotation CSV is empty (no header): {csv_path}")
+            raise InvalidInputError(f"annotation CSV is empty (no header): {csv_path}")
         columns = [c.strip() for c in reader.fieldnames]
         rows = [{k.strip(): (v or "").strip() for k, v in r.items() if k is not None} for r in reader]
     if "imagefilename" not in columns and "imageid" in columns:
@@ -71,9 +72,9 @@ def read_csv_rows(csv_path: Path) -> List[dict]:
         columns.append("classfilename")
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:
-        raise ValueError(f"annotation CSV {csv_path} is missing columns {missing} (has {columns})")
+        raise InvalidInputError(f"annotation CSV {csv_path} is missing columns {missing} (has {columns})")
     if not rows:
-        raise ValueError(f"annotation CSV has no rows (empty dataset): {csv_path}")
+        raise InvalidInputError(f"annotation CSV has no rows (empty dataset): {csv_path}")
     return rows
 
 
@@ -81,9 +82,9 @@ def _parse_float(value: str, *, column: str, where: str) -> float:
     try:
         out = float(value)
     except ValueError:
-        raise ValueError(f"{where}: column {column!r} is not a number: {value!r}") from None
+        raise InvalidInputError(f"{where}: column {column!r} is not a number: {value!r}") from None
     if not math.isfinite(out):
-        raise ValueError(f"{where}: column {column!r} is not finite: {value!r}")
+        raise InvalidInputError(f"{where}: column {column!r} is not finite: {value!r}")
     return out
 
 
@@ -93,17 +94,17 @@ def _parse_bool(value: str, *, where: str) -> bool:
         return True
     if low in _FALSE:
         return False
-    raise ValueError(f"{where}: column 'difficult' must be 0 or 1, got {value!r}")
+    raise InvalidInputError(f"{where}: column 'difficult' must be 0 or 1, got {value!r}")
 
 
 def _parse_box(row: dict, *, where: str) -> Tuple[float, float, float, float]:
     lx, ty, rx, by = (_parse_float(row[c], column=c, where=where) for c in ("lx", "ty", "rx", "by"))
     lo, hi = -RELATIVE_TOLERANCE, 1.0 + RELATIVE_TOLERANCE
     if not all(lo <= v <= hi for v in (lx, ty, rx, by)):
-        raise ValueError(f"{where}: relative box {[lx, ty, rx, by]} lies outside the image "
+        raise InvalidInputError(f"{where}: relative box {[lx, ty, rx, by]} lies outside the image "
                          f"(coordinates must be within [0, 1])")
     if rx < lx or by < ty:
-        raise ValueError(f"{where}: box {[lx, ty, rx, by]} has rx < lx or by < ty")
+        raise InvalidInputError(f"{where}: box {[lx, ty, rx, by]} has rx < lx or by < ty")
     return tuple(min(max(v, 0.0), 1.0) for v in (lx, ty, rx, by))
 
 
@@ -112,7 +113,7 @@ def parse_row(row: dict, *, line: int, csv_path: Path) -> CsvRow:
     where = f"{csv_path}:{line}"
     for column in ("imagefilename", "classfilename"):
         if not row[column]:
-            raise ValueError(f"{where}: column {column!r} is empty")
+            raise InvalidInputError(f"{where}: column {column!r} is empty")
     class_name = row.get("classname") or Path(row["classfilename"]).stem
     return CsvRow(
         line=line, image_id=row["imageid"], image_file=row["imagefilename"], class_id=row["classid"],
@@ -127,7 +128,7 @@ class SceneIndex:
 
     def __init__(self, root: Path) -> None:
         if not root.is_dir():
-            raise FileNotFoundError(f"scene image folder not found: {root}")
+            raise InputNotFoundError(f"scene image folder not found: {root}")
         self.root = root
         self._by_name: Optional[Dict[str, List[Path]]] = None
 
@@ -145,9 +146,9 @@ class SceneIndex:
             return direct
         found = self._index().get(Path(file_name).name, [])
         if not found:
-            raise FileNotFoundError(f"scene image {file_name!r} not found under {self.root}")
+            raise InputNotFoundError(f"scene image {file_name!r} not found under {self.root}")
         if len(found) > 1:
-            raise ValueError(f"scene image {file_name!r} is ambiguous under {self.root}: "
+            raise InvalidInputError(f"scene image {file_name!r} is ambiguous under {self.root}: "
                              f"{[str(p) for p in found[:4]]}; pass the scene folder explicitly")
         return found[0]
 
@@ -157,7 +158,7 @@ def _group_by_image(rows: Sequence[CsvRow], csv_path: Path) -> Dict[str, List[Cs
     ids: Dict[str, str] = {}
     for r in rows:
         if ids.setdefault(r.image_file, r.image_id) != r.image_id:
-            raise ValueError(f"{csv_path}:{r.line}: image {r.image_file!r} has two image ids "
+            raise InvalidInputError(f"{csv_path}:{r.line}: image {r.image_file!r} has two image ids "
                              f"({ids[r.image_file]!r} and {r.image_id!r})")
         groups.setdefault(r.image_file, []).append(r)
     return groups
@@ -193,7 +194,7 @@ def _class_images(rows: Sequence[CsvRow], class_dir: Path) -> Dict[str, List[Pat
         files = out.setdefault(r.class_name, [])
         if path not in files:
             if not path.is_file():
-                raise FileNotFoundError(f"class image for class {r.class_name!r} not found: {path}")
+                raise InputNotFoundError(f"class image for class {r.class_name!r} not found: {path}")
             files.append(path)
     return out
 

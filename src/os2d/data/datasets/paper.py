@@ -31,6 +31,7 @@ import numpy as np
 from os2d.data.datasets.base import Dataset, default_cache_dir
 from os2d.data.datasets.instre import build_instre_csv
 from os2d.data.datasets.os2d_csv import read_os2d_csv
+from os2d.errors import InputNotFoundError, InvalidInputError
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ def apply_paper_split(dataset: Dataset, family: str, split: str) -> Dataset:
     """The reference subset ``split`` of a paper dataset (see the module docstring)."""
     layout = LAYOUTS[family]
     if split not in layout.splits:
-        raise ValueError(f"unknown split {split!r} for {family}; available: {list(layout.splits)}")
+        raise InvalidInputError(f"unknown split {split!r} for {family}; available: {list(layout.splits)}")
     if family == "grozi":
         return _grozi_split(dataset, split)
     if family == "paste":
@@ -143,7 +144,7 @@ def _instre_split(dataset: Dataset, split: str) -> Dataset:
     bounds = {"train": (0, n * 75 // 100), "val": (n * 75 // 100, n * 8 // 10), "test": (n * 8 // 10, n)}
     lo, hi = bounds[part]
     if hi <= lo:
-        raise ValueError(f"instre-{split} is empty: {n} {tag} classes in {dataset.name!r}")
+        raise InvalidInputError(f"instre-{split} is empty: {n} {tag} classes in {dataset.name!r}")
     out = dataset.subset(classes=classes[lo:hi], drop_empty_images=True)
     return _renamed(out, f"instre-{split}")
 
@@ -171,7 +172,7 @@ def paper_dataset(name: str, *, data_root: Path, image_root: Optional[Path] = No
     """
     parsed = parse_paper_name(name)
     if parsed is None:
-        raise ValueError(f"unknown paper dataset {name!r}; known: {list(paper_dataset_names())}")
+        raise InvalidInputError(f"unknown paper dataset {name!r}; known: {list(paper_dataset_names())}")
     family, split = parsed
     layout = LAYOUTS[family]
     folder = Path(data_root) / layout.folder
@@ -179,7 +180,7 @@ def paper_dataset(name: str, *, data_root: Path, image_root: Optional[Path] = No
     if not csv_path.is_file() and family == "instre":
         csv_path = _instre_csv_from_mat(folder, cache_dir) or csv_path
     if not csv_path.is_file():
-        raise FileNotFoundError(f"dataset {name!r}: annotation file not found: {csv_path} "
+        raise InputNotFoundError(f"dataset {name!r}: annotation file not found: {csv_path} "
                                 f"(expected the published layout under data_root={data_root})")
     dataset = read_family_csv(csv_path, family, image_root=image_root, dataset_dir=folder)
     return dataset if split is None else apply_paper_split(dataset, family, split)

@@ -9,9 +9,14 @@ from os2d.data.datasets.base import Dataset
 from os2d.data.datasets.coco import read_coco
 from os2d.data.datasets.os2d_csv import read_os2d_csv
 from os2d.data.datasets.paper import (
-    apply_paper_split, family_of_csv, paper_dataset, paper_dataset_names, parse_paper_name,
+    apply_paper_split,
+    family_of_csv,
+    paper_dataset,
+    paper_dataset_names,
+    parse_paper_name,
     read_family_csv,
 )
+from os2d.errors import InputNotFoundError, InvalidInputError
 
 logger = logging.getLogger(__name__)
 
@@ -25,12 +30,12 @@ def _find_in_folder(folder: Path) -> Path:
         named = [p for p in csvs if p.stem == folder.name]
         if len(named) == 1:
             return named[0]
-        raise ValueError(f"dataset folder {folder} has several annotation CSVs {[p.name for p in csvs]}; "
+        raise InvalidInputError(f"dataset folder {folder} has several annotation CSVs {[p.name for p in csvs]}; "
                          f"pass the CSV file itself")
     jsons = sorted(folder.glob("*.json"))
     if len(jsons) == 1:
         return jsons[0]
-    raise ValueError(f"dataset folder {folder} holds neither classes/<name>.csv nor a single COCO "
+    raise InvalidInputError(f"dataset folder {folder} holds neither classes/<name>.csv nor a single COCO "
                      f"*.json (found {[p.name for p in jsons]})")
 
 
@@ -45,7 +50,7 @@ def open_annotation_file(path: Path, *, image_root: Optional[Path] = None,
         return read_os2d_csv(path, image_root=image_root)
     if suffix == ".json":
         return read_coco(path, image_root=image_root, cache_dir=cache_dir)
-    raise ValueError(f"unsupported annotation file {path} (expected .csv or .json)")
+    raise InvalidInputError(f"unsupported annotation file {path} (expected .csv or .json)")
 
 
 def apply_split(dataset: Dataset, split: str, *, family: Optional[str] = None) -> Dataset:
@@ -72,15 +77,15 @@ def resolve_dataset(spec: str, *, data_root: Optional[Path] = None, split: Optio
     parsed = parse_paper_name(spec)
     if parsed is not None:
         if data_root is None:
-            raise ValueError(f"dataset {spec!r} is a paper dataset name: pass data_root (the folder "
+            raise InvalidInputError(f"dataset {spec!r} is a paper dataset name: pass data_root (the folder "
                              f"holding grozi/, dairy/, paste/, instre/)")
         if split is not None and parsed[1] is not None and split != parsed[1]:
-            raise ValueError(f"dataset {spec!r} already selects split {parsed[1]!r}; got split={split!r}")
+            raise InvalidInputError(f"dataset {spec!r} already selects split {parsed[1]!r}; got split={split!r}")
         dataset = paper_dataset(spec, data_root=Path(data_root), image_root=image_root, cache_dir=cache_dir)
         return apply_paper_split(dataset, parsed[0], split) if split and parsed[1] is None else dataset
     if data_root is not None and (Path(data_root) / spec).is_dir():
         return resolve_dataset(str(Path(data_root) / spec), split=split, image_root=image_root,
                                cache_dir=cache_dir)
     where = f" or under data_root={data_root}" if data_root is not None else ""
-    raise FileNotFoundError(f"dataset {spec!r} not found: not a file or folder{where}, and not one of "
+    raise InputNotFoundError(f"dataset {spec!r} not found: not a file or folder{where}, and not one of "
                             f"the paper datasets {list(paper_dataset_names())}")
