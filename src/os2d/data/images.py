@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Union
+from typing import Tuple, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from os2d.errors import InputNotFoundError, InvalidInputError, InvalidTypeError
+from os2d.errors import InputNotFoundError, InputTooLargeError, InvalidInputError, InvalidTypeError
 
 logger = logging.getLogger(__name__)
 
@@ -39,27 +39,62 @@ def load_image(image: ImageLike, *, what: str = "image") -> Image.Image:
     return pil
 
 
-def _open_path(path: Path, *, what: str) -> Image.Image:
+def check_image_file(path: Path, *, what: str = "image") -> None:
+    """Refuse a path that is not a regular, non-empty file before anything opens it.
+
+    FIFOs and devices would block ``open()`` forever; folders and empty files fail late with
+    unclear messages.
+    """
     if not path.exists():
         raise InputNotFoundError(f"{what} not found: {path}")
     if path.is_dir():
         raise InvalidInputError(f"{what} is a directory, not an image file: {path}")
+    if not path.is_file():
+        raise InvalidInputError(f"{what} is not a regular file (a FIFO, socket or device?): {path}")
     if path.stat().st_size == 0:
         raise InvalidInputError(f"{what} is an empty file: {path}")
+
+
+def _check_pixels(width: int, height: int, *, what: str, path: Path) -> None:
+    if width * height > MAX_PIXELS:
+        raise InputTooLargeError(
+            f"{what} is too large ({width}x{height} pixels, limit {MAX_PIXELS}): {path}")
+
+
+def read_image_header(path: Path, *, what: str = "image") -> Tuple[int, int]:
+    """(width, height) of an image file from its header (pixels are not decoded).
+
+    Raises the same errors as :func:`load_image` for a missing, non-regular, empty, unreadable
+    or oversized file.
+    """
+    path = Path(path)
+    check_image_file(path, what=what)
     try:
         with Image.open(path) as img:
-            if img.width * img.height > MAX_PIXELS:
-                raise InvalidInputError(
-                    f"{what} is too large ({img.width}x{img.height} pixels, limit {MAX_PIXELS}): {path}"
-                )
+            size = (int(img.width), int(img.height))
+    except Image.DecompressionBombError as err:
+        raise InputTooLargeError(f"{what} is too large ({err}): {path}") from err
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise InvalidInputError(f"{what} is not a readable image: {path}") from err
+    _check_pixels(*size, what=what, path=path)
+    return size
+
+
+def _open_path(path: Path, *, what: str) -> Image.Image:
+    check_image_file(path, what=what)
+    try:
+        with Image.open(path) as img:
+            _check_pixels(img.width, img.height, what=what, path=path)
             img.load()
             img = ImageOps.exif_transpose(img)
             return img.copy()
+    except InvalidInputError:
+        raise
     except UnidentifiedImageError as err:
         raise InvalidInputError(f"{what} is not a readable image: {path}") from err
     except Image.DecompressionBombError as err:
-        raise InvalidInputError(f"{what} is too large ({err}): {path}") from err
-    except (OSError, SyntaxError) as err:
+        raise InputTooLargeError(f"{what} is too large ({err}): {path}") from err
+    except (OSError, SyntaxError, ValueError) as err:
         raise InvalidInputError(f"{what} is corrupt or truncated ({err}): {path}") from err
 
 

@@ -86,15 +86,15 @@ class SynthConfig:
     name: str = "synth"
 
     def __post_init__(self) -> None:
-        self.object_size = tuple(float(v) for v in self.object_size)  # type: ignore[assignment]
-        self.jpeg_quality = tuple(int(v) for v in self.jpeg_quality)  # type: ignore[assignment]
+        self.object_size = _pair(self.object_size, float, "object_size")  # type: ignore[assignment]
+        self.jpeg_quality = _pair(self.jpeg_quality, int, "jpeg_quality")  # type: ignore[assignment]
         self.validate()
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first invalid setting."""
 
-        def bad(field: str, value: Any, why: str) -> ValueError:
-            return ValueError(f"synth config: {field}={value!r} {why}")
+        def bad(field: str, value: Any, why: str) -> InvalidInputError:
+            return InvalidInputError(f"synth config: {field}={value!r} {why}")
 
         for name in ("num_scenes", "seed", "min_objects", "max_objects", "scene_size", "min_box_size",
                      "mask_tolerance"):
@@ -103,10 +103,12 @@ class SynthConfig:
                 raise bad(name, value, "must be an integer")
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.type in ("float", float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise bad(f.name, value, "must be a number")
             if isinstance(value, float) and not math.isfinite(value):
                 raise bad(f.name, value, "must be finite")
-        if self.num_scenes < 0:
-            raise bad("num_scenes", self.num_scenes, "must be >= 0")
+        if self.num_scenes < 1:
+            raise bad("num_scenes", self.num_scenes, "must be >= 1 (a dataset needs at least one scene)")
         if self.seed < 0:
             raise bad("seed", self.seed, "must be >= 0")
         if self.min_objects < 1:
@@ -170,3 +172,11 @@ class SynthConfig:
         if unknown:
             raise InvalidInputError(f"synth config: unknown settings {unknown}")
         return cls(**data)
+
+
+def _pair(value: Any, kind: type, field: str) -> Tuple[Any, ...]:
+    """``(lo, hi)`` as a tuple of ``kind``; a clear error for anything else."""
+    try:
+        return tuple(kind(v) for v in value)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"synth config: {field}={value!r} must be a pair of numbers (min, max)") from None

@@ -7,19 +7,22 @@ Layout of ``OUT``::
     OUT/src/<name>_000000.jpg     the scenes
     OUT/synth_config.json         config, seed, inputs and the list of files this tool wrote
 
-``--overwrite`` removes only the files listed in an existing ``synth_config.json``.
+``--overwrite`` removes only the files listed in an existing ``synth_config.json``. Everything is
+written into a staging folder first and moved into ``OUT`` when complete (see ``os2d.synth.output``).
 """
 from __future__ import annotations
 
 import csv
 import json
 import logging
+import shutil
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 from PIL import Image
 
+from os2d.data.images import read_image_header
 from os2d.errors import InputNotFoundError, InvalidInputError
 from os2d.fileio import atomic_write_text
 from os2d.synth.compose import (
@@ -30,13 +33,21 @@ from os2d.synth.compose import (
     load_class_image,
 )
 from os2d.synth.config import SynthConfig
+from os2d.synth.output import (
+    CONFIG_FILE,
+    TOOL_ID,
+    check_output,
+    make_parents,
+    new_staging,
+    publish,
+    remove_empty,
+    remove_stale_staging,
+)
 
 logger = logging.getLogger(__name__)
 
 CSV_COLUMNS = ("gtbboxid", "classid", "imageid", "imagefilename", "classfilename", "difficult",
                "lx", "ty", "rx", "by", "split", "classname")
-CONFIG_FILE = "synth_config.json"
-TOOL_ID = "os2d synth"
 FORMAT_VERSION = 1
 
 #: File name endings treated as images when a folder is given.
@@ -75,6 +86,8 @@ def collect_images(inputs: Iterable[PathLike], *, what: str) -> List[Path]:
                 raise InvalidInputError(f"no {what}s found in folder {path} "
                                  f"(looked for {', '.join(IMAGE_EXTENSIONS)})")
             found.extend(files)
+        elif not path.is_file():
+            raise InvalidInputError(f"{what} is not a regular file (a FIFO, socket or device?): {path}")
         else:
             found.append(path)
     if not found:
@@ -101,15 +114,10 @@ def load_classes(paths: Sequence[Path], *, mask: str, tolerance: int = 30) -> Li
 
 
 def check_images_readable(paths: Sequence[Path], *, what: str) -> None:
-    """Cheap header check of every image (full decoding happens later, lazily)."""
+    """Cheap header check of every image: file type, format, pixel count (full decoding
+    happens later, lazily; a failure then leaves no output, see :func:`generate_dataset`)."""
     for path in paths:
-        try:
-            with Image.open(path) as img:
-                img.size  # noqa: B018 - header parsed by open()
-        except FileNotFoundError:
-            raise InputNotFoundError(f"{what} not found: {path}") from None
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-            raise InvalidInputError(f"{what} is not a readable image: {path}") from err
+        read_image_header(path, what=what)
 
 
 def scene_file_name(config: SynthConfig, index: int) -> str:
@@ -126,78 +134,6 @@ def planned_files(config: SynthConfig, classes: Sequence[ClassImage]) -> List[st
     files += [f"classes/images/{class_file_name(c)}" for c in classes]
     files += [f"src/{scene_file_name(config, i)}" for i in range(config.num_scenes)]
     return files
-
-
-# --------------------------------------------------------------------------------------------
-# Output folder safety
-# --------------------------------------------------------------------------------------------
-
-
-def _read_manifest(out: Path) -> Optional[dict]:
-    path = out / CONFIG_FILE
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    if not isinstance(data, dict) or data.get("tool") != TOOL_ID or not isinstance(data.get("files"), list):
-        return None
-    return data
-
-
-def _safe_member(out: Path, rel: object) -> Optional[Path]:
-    """``out / rel`` if ``rel`` is a plain relative path inside ``out``; else None."""
-    if not isinstance(rel, str) or not rel or "\\" in rel:
-        return None
-    pure = PurePosixPath(rel)
-    if pure.is_absolute() or any(part in ("", ".", "..") for part in pure.parts):
-        return None
-    path = out.joinpath(*pure.parts)
-    try:
-        path.parent.resolve().relative_to(out.resolve())
-    except ValueError:
-        return None
-    return path
-
-
-def _listed_files(out: Path, manifest: dict) -> List[Path]:
-    return [p for p in (_safe_member(out, rel) for rel in manifest["files"]) if p is not None]
-
-
-def prepare_output(out: Path, *, overwrite: bool, planned: Sequence[str], inputs: Sequence[Path]) -> None:
-    """Make ``out`` ready: create it, or refuse if it is not empty. With ``overwrite``, remove the
-    files listed by a previous run's ``synth_config.json`` (nothing else) and refuse if a
-    remaining file would be overwritten or if an input would be deleted."""
-    if out.exists() and not out.is_dir():
-        raise InvalidInputError(f"output path exists and is not a folder: {out}")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise InvalidInputError(f"output folder is not empty: {out} "
-                             f"(pass --overwrite to replace a previous 'os2d synth' output there)")
-        manifest = _read_manifest(out)
-        if manifest is None:
-            raise InvalidInputError(f"refusing to overwrite {out}: it is not empty and has no {CONFIG_FILE} "
-                             f"written by 'os2d synth'; choose an empty or new folder")
-        old = _listed_files(out, manifest)
-        old_set = {p.resolve() for p in old if p.exists() or p.is_symlink()}
-        for src in inputs:
-            if src.resolve() in old_set:
-                raise InvalidInputError(f"refusing to overwrite {out}: input {src} is one of the files "
-                                 f"a previous run wrote there; copy it elsewhere first")
-        old_names = {p.resolve() for p in old}
-        for rel in planned:  # check everything before deleting anything
-            path = _safe_member(out, rel)
-            if path is not None and (path.exists() or path.is_symlink()) and path.resolve() not in old_names:
-                raise InvalidInputError(f"refusing to overwrite {path}: it was not written by 'os2d synth'")
-        for path in old:
-            if path.is_symlink() or path.is_file():
-                path.unlink()
-        for sub in ("classes/images", "classes", "src"):
-            d = out / sub
-            if d.is_dir() and not d.is_symlink() and not any(d.iterdir()):
-                d.rmdir()
-    out.mkdir(parents=True, exist_ok=True)
 
 
 def _write_manifest(out: Path, config: SynthConfig, classes: Sequence[ClassImage],
@@ -247,13 +183,62 @@ def scene_rows(scene: Scene, classes: Sequence[ClassImage], config: SynthConfig,
     return rows
 
 
+def _write_scenes(staging: Path, config: SynthConfig, classes: Sequence[ClassImage],
+                  bg_paths: Sequence[Path], progress: Optional[Callable[[int], None]]) -> List[dict]:
+    """Compose and write every scene into ``staging/src``; return the CSV rows."""
+    pool = BackgroundPool(bg_paths, config.scene_size)
+    rows: List[dict] = []
+    for index in range(config.num_scenes):
+        scene = compose_scene(index, classes, pool, config)
+        if scene.objects:
+            (staging / "src" / scene_file_name(config, index)).write_bytes(scene.encode_jpeg())
+            rows.extend(scene_rows(scene, classes, config, len(rows)))
+        else:
+            logger.warning("scene %d: no object could be placed; skipped", index)
+        if progress is not None:
+            progress(1)
+    if not rows:
+        raise InvalidInputError(
+            f"no object could be placed in any of the {config.num_scenes} scenes (min_box_size "
+            f"{config.min_box_size} px, scene_size {config.scene_size} px, object_size "
+            f"{config.object_size}); nothing was written")
+    return rows
+
+
+def _write_dataset(staging: Path, config: SynthConfig, classes: Sequence[ClassImage],
+                   bg_paths: Sequence[Path], progress: Optional[Callable[[int], None]]) -> dict:
+    """Write the whole dataset into ``staging``; return its stats."""
+    (staging / "src").mkdir()
+    (staging / "classes" / "images").mkdir(parents=True)
+    rows = _write_scenes(staging, config, classes, bg_paths, progress)
+    written = [CONFIG_FILE, f"classes/{config.name}.csv"]
+    written += sorted({f"src/{r['imagefilename']}" for r in rows})
+    for cls in classes:
+        rel = f"classes/images/{class_file_name(cls)}"
+        if cls.data is not None:
+            (staging / rel).write_bytes(cls.data)
+        else:
+            Image.fromarray(cls.image).save(staging / rel, format="JPEG", quality=95)
+        written.append(rel)
+    with open(staging / "classes" / f"{config.name}.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    stats = {"scenes": len({r["imageid"] for r in rows}), "boxes": len(rows),
+             "difficult": sum(r["difficult"] for r in rows), "classes": len(classes)}
+    _write_manifest(staging, config, classes, bg_paths, written, complete=True, stats=stats)
+    return stats
+
+
 def generate_dataset(class_inputs: Iterable[PathLike], background_inputs: Iterable[PathLike],
                      out: PathLike, config: SynthConfig, *, overwrite: bool = False,
                      progress: Optional[Callable[[int], None]] = None) -> SynthSummary:
     """Compose ``config.num_scenes`` scenes and write them in the OS2D CSV layout under ``out``.
 
     ``class_inputs`` / ``background_inputs``: image files and/or folders. ``progress(n)`` is
-    called after each scene. All inputs are checked before anything in ``out`` is touched.
+    called after each scene. All inputs are checked before anything is written; the dataset is
+    written into a staging folder beside ``out`` and moved into place when complete, so an
+    error (e.g. a background that turns out truncated) or an interrupt leaves ``out`` as it was.
     """
     config.validate()
     out = Path(out)
@@ -261,44 +246,17 @@ def generate_dataset(class_inputs: Iterable[PathLike], background_inputs: Iterab
     bg_paths = collect_images(background_inputs, what="background image")
     classes = load_classes(class_paths, mask=config.mask, tolerance=config.mask_tolerance)
     check_images_readable(bg_paths, what="background image")
-    files = planned_files(config, classes)
-    prepare_output(out, overwrite=overwrite, planned=files, inputs=list(class_paths) + list(bg_paths))
-    _write_manifest(out, config, classes, bg_paths, files, complete=False)
-
-    (out / "src").mkdir(exist_ok=True)
-    (out / "classes" / "images").mkdir(parents=True, exist_ok=True)
-    pool = BackgroundPool(bg_paths, config.scene_size)
-    rows: List[dict] = []
-    written = [CONFIG_FILE, f"classes/{config.name}.csv"]
-    n_scenes = 0
-    for index in range(config.num_scenes):
-        scene = compose_scene(index, classes, pool, config)
-        if scene.objects:
-            rel = f"src/{scene_file_name(config, index)}"
-            (out / rel).write_bytes(scene.encode_jpeg())
-            written.append(rel)
-            rows.extend(scene_rows(scene, classes, config, len(rows)))
-            n_scenes += 1
-        else:
-            logger.warning("scene %d: no object could be placed; skipped", index)
-        if progress is not None:
-            progress(1)
-
-    for cls in classes:
-        rel = f"classes/images/{class_file_name(cls)}"
-        if cls.data is not None:
-            (out / rel).write_bytes(cls.data)
-        else:
-            Image.fromarray(cls.image).save(out / rel, format="JPEG", quality=95)
-        written.append(rel)
-    csv_path = out / "classes" / f"{config.name}.csv"
-    with open(csv_path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-
-    stats = {"scenes": n_scenes, "boxes": len(rows),
-             "difficult": sum(r["difficult"] for r in rows), "classes": len(classes)}
-    _write_manifest(out, config, classes, bg_paths, written, complete=True, stats=stats)
-    return SynthSummary(out=out, csv_path=csv_path, num_scenes=n_scenes, num_boxes=len(rows),
-                        num_difficult=stats["difficult"], num_classes=len(classes))
+    old = check_output(out, overwrite=overwrite, planned=planned_files(config, classes),
+                       inputs=list(class_paths) + list(bg_paths))
+    created = make_parents(out.parent)
+    remove_stale_staging(out)
+    staging = new_staging(out)
+    try:
+        stats = _write_dataset(staging, config, classes, bg_paths, progress)
+        publish(staging, out, old)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        remove_empty(created)
+        raise
+    return SynthSummary(out=out, csv_path=out / "classes" / f"{config.name}.csv", num_scenes=stats["scenes"],
+                        num_boxes=stats["boxes"], num_difficult=stats["difficult"], num_classes=len(classes))
