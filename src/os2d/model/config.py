@@ -30,6 +30,9 @@ class ModelConfig:
     nms_iou: float = 0.3
     score_threshold: float = 0.5
     max_detections: int = 100
+    pyramid_rule: str = "paper"  # "paper": pyramid x base_size; "auto": levels from each scene's size
+    scores: str = "raw"  # "raw" cosine scores or "calibrated" (needs calibration data with the model)
+    one_label: bool = False  # cross-class suppression: one label per object
     description: str = ""
 
     def to_dict(self) -> dict:
