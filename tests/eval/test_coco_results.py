@@ -108,6 +108,12 @@ def test_detections_objects_list_every_scene():
                                     "score": pytest.approx(0.7)}]
 
 
+def test_scenes_with_the_same_name_are_refused():
+    dets = [Detections.empty(["x"], (4, 4), "same.png"), Detections.empty(["x"], (8, 8), "same.png")]
+    with pytest.raises(InvalidInputError, match="same.png"):
+        to_coco_results(dets)
+
+
 def test_unknown_class_is_refused():
     with pytest.raises(InvalidInputError, match="tvorog"):
         to_coco_results(_records(GT_BOXES), category_names=["choco", "berry"],

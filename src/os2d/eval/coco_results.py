@@ -57,6 +57,8 @@ def _records_and_sizes(inputs: Inputs) -> Tuple[List[dict], Dict[str, Tuple[int,
         for i, dets in enumerate(inputs):
             if not dets.image_name:
                 raise InvalidInputError(f"detections {i} have no image_name; COCO images need a file name")
+            if dets.image_name in sizes:
+                raise InvalidInputError(f"two scenes are named {dets.image_name!r}; COCO images need unique file names")
             if min(dets.image_size) <= 0:
                 raise InvalidInputError(f"detections of {dets.image_name!r} have no image size {dets.image_size}")
             sizes[dets.image_name] = tuple(int(v) for v in dets.image_size)
