@@ -1,128 +1,71 @@
-"""The user-facing detector: class banks, image pyramid, per-class NMS."""
+"""The user-facing detector: class banks, image pyramid, methods, final detections.
+
+>>> det = Detector.load("default")
+>>> bank = det.prepare_classes({"cereal": "cereal_box.jpg"})   # once per catalog
+>>> det.detect("shelf.jpg", bank).to_records()
+
+The method (``settings.method``, see :mod:`os2d.inference.registry`) produces candidates; the
+per-class NMS, score calibration and cross-class steps are shared (:mod:`os2d.inference.candidates`).
+"""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
 from pathlib import Path
-from typing import Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterable, List, Optional, Sequence, Union
 
 import torch
-from PIL import Image
 
 from os2d.data.images import ImageLike, load_image
-from os2d.data.preprocess import (
-    check_class_image_size,
-    resize,
-    size_by_area,
-    size_by_longer_side,
-    to_tensor,
-)
-from os2d.errors import InvalidInputError, InvalidTypeError
+from os2d.errors import InvalidInputError
+from os2d.inference.bank import BankKey, ClassBank
+from os2d.inference.candidates import finalize
+from os2d.inference.prepare import ClassSpec, bank_from_tensors, load_class_images
+from os2d.inference.registry import Method, get_method
+from os2d.inference.scene import Scene
+from os2d.inference.settings import DetectSettings
 from os2d.model.config import ModelConfig
+from os2d.model.fuse import inference_backbone
+from os2d.model.identity import model_identity
 from os2d.model.os2d import OS2DModel
-from os2d.ops.boxes import clip_boxes, encode_boxes, make_anchors
-from os2d.postprocess import LevelOutput, detect_per_class
 from os2d.structures import Detections
 
 logger = logging.getLogger(__name__)
 
-AUGMENTATIONS = {
-    "rot90": Image.Transpose.ROTATE_90, "rot180": Image.Transpose.ROTATE_180,
-    "rot270": Image.Transpose.ROTATE_270, "flip": Image.Transpose.FLIP_LEFT_RIGHT,
-}
-METHODS = ("os2d", "sliding-window-square", "sliding-window-ar")
-RESIZE_RULES = ("longer-side", "area")
-MIN_LEVEL_SIDE = 32
-
-ClassSpec = Mapping[str, Union[ImageLike, Sequence[ImageLike]]]
+#: Settings taken from the model config when not given.
+CONFIG_SETTINGS = ("base_size", "pyramid", "class_size", "nms_iou", "score_threshold", "max_detections",
+                   "pyramid_rule", "scores", "one_label")
 
 
-@dataclass
-class DetectSettings:
-    """Inference settings (defaults come from the model config).
-
-    ``scales``: per pyramid level, the scene's longer side in pixels (``resize_rule="longer-side"``,
-    the evaluation pipeline) or ``sqrt(h*w)`` (``"area"``, the reference demo). When ``None``:
-    ``pyramid`` factors times ``base_size``.
-    """
-
-    scales: Optional[List[float]] = None
-    base_size: int = 1280
-    pyramid: Tuple[float, ...] = (0.5, 0.625, 0.8, 1.0, 1.2, 1.4, 1.6)
-    resize_rule: str = "longer-side"
-    interpolation: str = "bilinear"
-    class_size: int = 240
-    nms_iou: float = 0.3
-    score_threshold: float = 0.5
-    max_detections: int = 100
-    augment: Tuple[str, ...] = ()
-    method: str = "os2d"
-    class_batch: int = 8
-
-    def __post_init__(self) -> None:
-        if self.resize_rule not in RESIZE_RULES:
-            raise InvalidInputError(f"unknown resize rule {self.resize_rule!r}; expected one of {list(RESIZE_RULES)}")
-        if self.method not in METHODS:
-            raise InvalidInputError(f"unknown method {self.method!r}; expected one of {list(METHODS)}")
-        bad = [a for a in self.augment if a not in AUGMENTATIONS]
-        if bad:
-            raise InvalidInputError(f"unknown class-image augmentation {bad}; expected some of {list(AUGMENTATIONS)}")
-        if self.scales is not None and (not self.scales or any(s <= 0 for s in self.scales)):
-            raise InvalidInputError(f"scales must be positive pixel sizes, got {self.scales}")
-        if self.class_size < 16:
-            raise InvalidInputError(f"class size must be at least 16 px, got {self.class_size}")
-        if not 0.0 < self.nms_iou <= 1.0:
-            raise InvalidInputError(f"NMS IoU threshold must be in (0, 1], got {self.nms_iou}")
-        if self.max_detections < 1:
-            raise InvalidInputError(f"max detections must be at least 1, got {self.max_detections}")
-
-    @classmethod
-    def from_config(cls, config: ModelConfig, **overrides) -> "DetectSettings":
-        base = cls(base_size=config.base_size, pyramid=tuple(config.pyramid), class_size=config.class_size,
-                   nms_iou=config.nms_iou, score_threshold=config.score_threshold,
-                   max_detections=config.max_detections)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise InvalidTypeError(f"unknown detector settings {unknown}; known: {sorted(known)}")
-        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
-
-    def level_sizes(self, width: int, height: int) -> List[Tuple[int, int]]:
-        """(w, h) of the network input at each pyramid level for a ``width x height`` scene."""
-        scales = self.scales if self.scales is not None else [f * self.base_size for f in self.pyramid]
-        rule = size_by_longer_side if self.resize_rule == "longer-side" else size_by_area
-        return [rule(width, height, s) for s in scales]
+def settings_from_config(config: ModelConfig, **overrides) -> DetectSettings:
+    """The model's recommended settings with ``overrides`` (``None`` values keep the model's)."""
+    base = {name: getattr(config, name) for name in CONFIG_SETTINGS if hasattr(config, name)}
+    base["pyramid"] = tuple(base["pyramid"])
+    return DetectSettings.create(**base).replace(**overrides)
 
 
-@dataclass
-class ClassBank:
-    """Class features computed once, reusable across scene images.
+class _Shared:
+    """What detectors cloned by :meth:`Detector.with_settings` share: the inference backbone, the identity."""
 
-    Attributes:
-        names: class names (labels index into it).
-        features: ``Tensor[K, C, g, g]`` L2-normalised class features, one row per class entry.
-        entry_labels: class index of each of the K entries (several images/augmentations per class).
-        raw_features: per entry ``Tensor[C, hc, wc]`` unresampled features (aspect-ratio baseline).
-        method: the method the bank was prepared for.
-    """
+    def __init__(self, model: OS2DModel, config: ModelConfig) -> None:
+        self.model, self.config = model, config
 
-    names: List[str]
-    features: torch.Tensor
-    entry_labels: List[int]
-    raw_features: List[torch.Tensor] = field(default_factory=list)
-    method: str = "os2d"
+    @cached_property
+    def backbone(self) -> torch.nn.Module:
+        return inference_backbone(self.model.backbone)
 
-    def __len__(self) -> int:
-        return len(self.names)
+    @cached_property
+    def identity(self) -> str:
+        return model_identity(self.model, self.config)
 
 
 class Detector:
     """One-shot detector: give it class images, get boxes of every instance in scene images.
 
-    Example:
-        >>> det = Detector.load("default")
-        >>> result = det.detect("shelf.jpg", {"cereal": "cereal_box.jpg"})
-        >>> result.to_records()
+    Args:
+        model: the network; config: its :class:`ModelConfig` (architecture and default settings).
+        device: torch device.
+        settings: :class:`DetectSettings` fields overriding the model's defaults.
     """
 
     def __init__(self, model: OS2DModel, config: ModelConfig, *, device: Union[str, torch.device] = "cpu",
@@ -130,7 +73,9 @@ class Detector:
         self.model = model.to(device).eval()
         self.config = config
         self.device = torch.device(device)
-        self.settings = DetectSettings.from_config(config, **settings)
+        self.settings = settings_from_config(config, **settings)
+        self._shared = _Shared(self.model, config)
+        self.method  # noqa: B018 -- validates the method name
 
     @classmethod
     def load(cls, name_or_path: Union[str, Path] = "default", *, device: Union[str, torch.device] = "cpu",
@@ -142,134 +87,108 @@ class Detector:
         return cls(model, config, device=device, **settings)
 
     def with_settings(self, **settings) -> "Detector":
-        """The same model with other inference settings (no copy of the weights)."""
+        """The same model with other settings (no copy of the weights or of the inference backbone)."""
         clone = object.__new__(Detector)
-        clone.model, clone.config, clone.device = self.model, self.config, self.device
-        clone.settings = replace(self.settings, **{k: v for k, v in settings.items() if v is not None})
-        DetectSettings.__post_init__(clone.settings)
+        clone.model, clone.config, clone.device, clone._shared = self.model, self.config, self.device, self._shared
+        clone.settings = self.settings.replace(**settings)
+        clone.method  # noqa: B018
         return clone
 
-    # ----------------------------------------------------------------- class images
-    def _class_pixels(self, pil: Image.Image) -> torch.Tensor:
-        size = size_by_area(pil.width, pil.height, self.settings.class_size)
-        pil = resize(pil, size, interpolation=self.settings.interpolation)
-        backbone = self.model.backbone
-        return to_tensor(pil, mean=backbone.pixel_mean, std=backbone.pixel_std)
+    # ----------------------------------------------------------------- identity
+    @property
+    def method(self) -> Method:
+        method = get_method(self.settings.method)
+        if not method.uses_model:
+            raise InvalidInputError(f"method {method.name!r} does not use an OS2D model; "
+                                    f"use os2d.eval.methods.build_method({method.name!r})")
+        return method
 
+    @property
+    def model_identity(self) -> str:
+        """Changes whenever the model's weights or architecture do (:func:`os2d.model.identity.model_identity`)."""
+        return self._shared.identity
+
+    @property
+    def bank_key(self) -> BankKey:
+        """What class features prepared by this detector depend on."""
+        s = self.settings
+        return BankKey(model_identity=self.model_identity, class_size=s.class_size, interpolation=s.interpolation,
+                       augment=tuple(s.augment))
+
+    def model_summary(self) -> dict:
+        """JSON-ready description of the model (for catalogs, result files and the service)."""
+        c = self.config
+        return {"identity": self.model_identity, "description": c.description, "backbone": c.backbone,
+                "variant": c.variant, "use_transform": c.use_transform}
+
+    # ----------------------------------------------------------------- class images
     @torch.no_grad()
     def prepare_classes(self, classes: Union[ClassSpec, ClassBank]) -> ClassBank:
-        """Compute class features once: ``{name: image or [images]}`` -> :class:`ClassBank`."""
+        """Compute class features once: ``{name: image or [images]}`` -> :class:`ClassBank`.
+
+        A bank is returned as it is after checking that it was prepared for this detector.
+        """
         if isinstance(classes, ClassBank):
-            if classes.method != self.settings.method:
-                raise InvalidInputError(f"class bank was prepared for method {classes.method!r}, not {self.settings.method!r}")
+            self.bank_key.check(classes.key)
+            if self.method.needs_raw_features and classes.raw_features is None:
+                raise InvalidInputError(f"method {self.method.name!r} needs class features prepared for it "
+                                        f"(call prepare_classes with a {self.method.name} detector)")
             return classes
-        if not isinstance(classes, Mapping) or len(classes) == 0:
-            raise InvalidInputError("no classes given: pass a mapping of class name -> class image(s)")
-        names, tensors, labels = [], [], []
-        for label, (name, images) in enumerate(classes.items()):
-            names.append(str(name))
-            images = list(images) if isinstance(images, (list, tuple)) else [images]
-            if not images:
-                raise InvalidInputError(f"class {name!r} has no images")
-            for image in images:
-                pil = load_image(image, what=f"class image for {name!r}")
-                check_class_image_size(pil, name=str(name))
-                for variant in [pil] + [pil.transpose(AUGMENTATIONS[a]) for a in self.settings.augment]:
-                    tensors.append(self._class_pixels(variant).to(self.device))
-                    labels.append(label)
+        backbone = self.model.backbone
+        names, tensors, labels = load_class_images(classes, key=self.bank_key, mean=backbone.pixel_mean,
+                                                   std=backbone.pixel_std)
         return self.bank_from_tensors(names, tensors, labels)
 
     @torch.no_grad()
     def bank_from_tensors(self, names: List[str], tensors: List[torch.Tensor], labels: List[int]) -> ClassBank:
         """A class bank from preprocessed class images ``Tensor[3, h, w]`` (entry i has class ``labels[i]``)."""
-        from os2d.ops.features import l2_normalize, resize_class_features
-
-        raw = self.model.raw_class_features(tensors)
-        grid = self.model.head.grid_size
-        resized = torch.cat([resize_class_features(fm.unsqueeze(0), size=grid) for fm in raw], 0)
-        feats = l2_normalize(resized, dim=1, eps=self.model.feature_eps)
-        # [K, C, g, g]
-        raw_normed = [l2_normalize(fm, dim=0, eps=self.model.feature_eps) for fm in raw]
-        return ClassBank(names=names, features=feats, entry_labels=labels, raw_features=raw_normed,
-                         method=self.settings.method)
+        return bank_from_tensors(self.model, self._shared.backbone, names, tensors, labels, key=self.bank_key,
+                                 keep_raw=self.method.needs_raw_features, device=self.device)
 
     # ----------------------------------------------------------------- scenes
-    @torch.no_grad()
-    def detect(self, image: ImageLike, classes: Union[ClassSpec, ClassBank], *,
-               image_name: Optional[str] = None) -> Detections:
-        """Detect every class in one scene image; boxes are in the original image's pixels."""
-        bank = self.prepare_classes(classes)
+    def scene(self, image: ImageLike, *, on_level: Optional[Callable[[int, int], None]] = None) -> Scene:
+        """The scene's pyramid, with features computed on demand by the inference backbone."""
         pil = load_image(image, what="scene image")
-        if image_name is None:
-            image_name = Path(image).name if isinstance(image, (str, Path)) else ""
-        levels = []
-        for size in self.settings.level_sizes(pil.width, pil.height):
-            if min(size) < MIN_LEVEL_SIDE:
-                logger.debug("skipping pyramid level %s: smaller than %d px", size, MIN_LEVEL_SIDE)
-                continue
-            pixels = resize(pil, size, interpolation=self.settings.interpolation)
-            backbone = self.model.backbone
-            tensor = to_tensor(pixels, mean=backbone.pixel_mean, std=backbone.pixel_std).unsqueeze(0)
-            level = self.level_output(tensor.to(self.device), bank)
-            level.scale = (pil.width / size[0], pil.height / size[1])
-            levels.append(level)
-        if not levels:
-            raise InvalidInputError(f"scene image is too small ({pil.width}x{pil.height}) for the pyramid scales")
-        return self.finalize(levels, bank, image_size=pil.size, image_name=image_name)
-
-    def detect_many(self, images: Iterable[ImageLike], classes: Union[ClassSpec, ClassBank]) -> List[Detections]:
-        """:meth:`detect` over several scenes, computing the class features once."""
-        bank = self.prepare_classes(classes)
-        return [self.detect(image, bank) for image in images]
+        backbone = self.model.backbone
+        return Scene(pil, self.settings, embed=lambda px: self.model.embed_scene(self._shared.backbone(px)),
+                     mean=backbone.pixel_mean, std=backbone.pixel_std, anchor=self.model.head.anchor_size,
+                     device=self.device, on_level=on_level)
 
     @torch.no_grad()
-    def level_output(self, pixels: torch.Tensor, bank: ClassBank) -> LevelOutput:
-        """Raw outputs for one preprocessed scene ``Tensor[1, 3, Hi, Wi]`` (one pyramid level)."""
-        scene_fm = self.model.scene_features(pixels)
-        height, width = scene_fm.shape[-2:]
-        stride = self.model.backbone.stride
-        anchors = make_anchors(height, width, stride=stride, size=self.model.head.anchor_size, device=pixels.device)
-        scores, boxes, corners = self._match(scene_fm, bank)
-        codes = encode_boxes(boxes, anchors)
-        return LevelOutput(codes=codes, scores=scores, anchors=anchors,
-                           image_size=(pixels.shape[-1], pixels.shape[-2]), corners=corners)
+    def detect(self, image: ImageLike, classes: Union[ClassSpec, ClassBank], *, image_name: Optional[str] = None,
+               on_level: Optional[Callable[[int, int], None]] = None) -> Detections:
+        """Detect every class in one scene image; boxes are in the original image's pixels.
 
-    def _match(self, scene_fm: torch.Tensor, bank: ClassBank):
-        """Scores ``Tensor[K, N]``, boxes ``Tensor[K, N, 4]``, corners ``Tensor[K, N, 4, 2]`` for all entries."""
-        if self.settings.method == "sliding-window-ar":
-            from os2d.baselines.sliding_window import aspect_ratio_windows
+        Args:
+            image: path, PIL image or array.
+            classes: a :class:`ClassBank` or a mapping ``{name: image or [images]}``.
+            image_name: the name in the results (default: the file name, or ``"image_0"``).
+            on_level: progress callback ``(levels done, levels)``.
+        """
+        bank = self.prepare_classes(classes)
+        if image_name is None:
+            image_name = Path(image).name if isinstance(image, (str, Path)) else "image_0"
+        scene = self.scene(image, on_level=on_level)
+        cands = self.method.candidates(self, scene, bank)
+        done = finalize(cands, bank.entry_labels, self.settings)
+        c = done.cands
+        return Detections(boxes=c.boxes, scores=c.scores, labels=done.labels, class_names=list(bank.names),
+                          image_size=scene.size, image_name=image_name,
+                          extra={"corners": c.corners, "anchors": c.anchors, **done.extra})
 
-            return aspect_ratio_windows(scene_fm, bank.raw_features, stride=self.model.backbone.stride)
-        head = self.model.head
-        if self.settings.method == "sliding-window-square":
-            from os2d.baselines.sliding_window import identity_head
+    def detect_many(self, images: Iterable[ImageLike], classes: Union[ClassSpec, ClassBank], *,
+                    image_names: Optional[Sequence[str]] = None) -> List[Detections]:
+        """:meth:`detect` over several scenes, computing the class features once.
 
-            head = identity_head(head)
-        scores, boxes, corners = [], [], []
-        for start in range(0, bank.features.shape[0], self.settings.class_batch):
-            out = head(scene_fm, bank.features[start:start + self.settings.class_batch])
-            k = out.scores.shape[1]
-            scores.append(out.scores[0].reshape(k, -1))
-            # [k, H*W]
-            boxes.append(out.boxes[0].reshape(k, -1, 4))
-            # [k, H*W, 4]
-            corners.append(out.corners[0].reshape(k, -1, 4, 2))
-            # [k, H*W, 4, 2]
-        return torch.cat(scores), torch.cat(boxes), torch.cat(corners)
-
-    def finalize(self, levels: Sequence[LevelOutput], bank: ClassBank, *, image_size: Tuple[int, int],
-                 image_name: str = "") -> Detections:
-        """Per-class NMS over all levels and class entries, threshold, top ``max_detections``."""
-        per_class = detect_per_class(levels, bank.entry_labels, num_labels=len(bank.names),
-                                     score_threshold=self.settings.score_threshold, nms_iou=self.settings.nms_iou)
-        labels = torch.cat([torch.full((len(d.scores),), i, dtype=torch.int64) for i, d in enumerate(per_class)])
-        boxes = clip_boxes(torch.cat([d.boxes for d in per_class]).float().cpu(), width=image_size[0],
-                           height=image_size[1])  # rescaling may overshoot the border by float rounding
-        result = Detections(
-            boxes=boxes,
-            scores=torch.cat([d.scores for d in per_class]).float().cpu(),
-            labels=labels, class_names=list(bank.names), image_size=tuple(image_size), image_name=image_name,
-            extra={"corners": torch.cat([d.corners for d in per_class]).float().cpu(),
-                   "anchors": torch.cat([d.anchors for d in per_class]).float().cpu()},
-        ).sorted()
-        return result.filter(torch.arange(min(len(result), self.settings.max_detections)))
+        In-memory images are named ``image_<i>`` unless ``image_names`` are given.
+        """
+        bank = self.prepare_classes(classes)
+        images = list(images)
+        if image_names is not None and len(image_names) != len(images):
+            raise InvalidInputError(f"{len(image_names)} image names for {len(images)} images")
+        out = []
+        for i, image in enumerate(images):
+            name = image_names[i] if image_names is not None else (
+                Path(image).name if isinstance(image, (str, Path)) else f"image_{i}")
+            out.append(self.detect(image, bank, image_name=name))
+        return out

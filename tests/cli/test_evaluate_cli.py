@@ -66,7 +66,7 @@ def test_os2d_result_json_and_table(os2d_run):
     # only Mini and Texaco have boxes in the first four images: the others have AP None
     assert {c for c, ap in blob["ap_per_class"].items() if ap is not None} == {"Mini", "Texaco"}
     assert blob["n_pos"]["Mini"] == 3 and blob["n_pos"]["Texaco"] == 1
-    assert blob["method"] == "os2d" and blob["model"] == "default"
+    assert blob["method"] == "exact" and blob["model"] == "default"
     assert blob["scales"] == [384.0] and blob["settings"]["score_threshold"] == "-inf"
     assert blob["settings"]["max_detections"] == 300
     assert blob["split"] == "val-new-cl" and blob["dataset"] == "flickrlogos27"

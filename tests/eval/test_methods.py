@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from shared_data import shared_path
 from os2d.data.datasets.base import Dataset, SceneRecord
-from os2d.eval.methods import ALL_METHODS, build_method, check_method, effective_scales, suggest_base_size
+from os2d.eval.methods import ALL_METHODS, build_method, check_method, suggest_base_size
+from os2d.inference.pyramid import target_scales
 
 GOOGLE_SCENE = "3904333688.jpg"  # SIFT finds the Google logo here (see tests/baselines/test_sift.py)
 
@@ -23,8 +24,8 @@ def flickr():
 
 
 def test_method_names():
-    assert ALL_METHODS == ("os2d", "sliding-window-square", "sliding-window-ar", "sift")
-    assert check_method("sift") == "sift"
+    assert ALL_METHODS == ("os2d", "exact", "fast", "sliding-window-square", "sliding-window-ar", "sift")
+    assert check_method("sift") == "sift" and check_method("os2d") == "exact"
     with pytest.raises(ValueError, match="unknown method 'orb'.*sift"):
         build_method("orb")
 
@@ -68,12 +69,12 @@ def test_os2d_family_shares_a_loaded_detector():
     runner = build_method("sliding-window-ar", detector=det, scales=[320, 480], score_threshold=float("-inf"),
                           max_detections=7, augment=None)
     assert runner.detector.model is det.model and runner.detector.settings.method == "sliding-window-ar"
-    assert det.settings.method == "os2d"  # the loaded detector is not modified
+    assert det.settings.method == "exact"  # the loaded detector is not modified
     described = runner.describe()
     assert described["settings"]["level_scales"] == [320.0, 480.0] and described["model"] == "default"
     json.dumps(described, allow_nan=False)
-    pyramid = build_method("os2d", detector=det, base_size=850)
-    assert effective_scales(pyramid.detector.settings) == pytest.approx(
+    pyramid = build_method("os2d", detector=det, base_size=850, pyramid_rule="paper")
+    assert target_scales(500, 400, pyramid.detector.settings) == pytest.approx(
         [f * 850 for f in (0.5, 0.625, 0.8, 1.0, 1.2, 1.4, 1.6)])
     root = flickr()
     bank = runner.prepare_classes({"Google": root / "classes" / "images" / "Google.jpg"})

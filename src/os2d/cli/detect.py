@@ -17,7 +17,11 @@ from os2d.cli.common import (
     parse_scales,
     progress_enabled,
 )
-from os2d.detector import AUGMENTATIONS, METHODS, RESIZE_RULES, Detector
+from os2d.detector import Detector
+from os2d.inference.registry import CLI_METHODS, resolve_method
+from os2d.inference.settings import AUGMENTATIONS
+
+RESIZE_RULES = ("longer-side", "area")
 from os2d.errors import InputNotFoundError, InvalidInputError
 
 logger = logging.getLogger(__name__)
@@ -36,7 +40,7 @@ def detect(
     classes: Optional[Path] = typer.Option(None, "--classes", help="Folder of class images (stem = class name; NAME__2.jpg adds a second image)."),
     example: bool = typer.Option(False, "--example", help="Run on the example scene and class images shipped with os2d."),
     model: str = typer.Option("default", "--model", "-m", help="Built-in model (default, untrained) or checkpoint path (ours or the reference's .pth)."),
-    method: str = typer.Option("os2d", "--method", help=f"Matching method: {', '.join(METHODS)}, sift."),
+    method: str = typer.Option("os2d", "--method", help=f"Matching method: {', '.join(CLI_METHODS)}."),
     scales: Optional[str] = typer.Option(None, "--scales", help="Scene longer side in pixels per pyramid level, e.g. 640,1024,1600 (default: the paper's 7 levels 0.5..1.6 x --base-size)."),
     base_size: Optional[int] = typer.Option(None, "--base-size", help="Base scene size of the default pyramid (model default: 1280)."),
     class_size: Optional[int] = typer.Option(None, "--class-size", help="Class images are resized so that h*w ~= class_size^2 (default 240)."),
@@ -78,7 +82,7 @@ def detect(
         )
     else:
         detector = Detector.load(
-            model, device=device, method=method, scales=parse_scales(scales), base_size=base_size,
+            model, device=device, method=resolve_method(method, "exact"), scales=parse_scales(scales), base_size=base_size,
             class_size=class_size, nms_iou=nms, score_threshold=threshold, max_detections=max_dets,
             augment=augment_list, resize_rule=resize_rule, interpolation=interpolation,
         )

@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from os2d.cli.common import check_output, parse_scales, progress_enabled
-from os2d.detector import AUGMENTATIONS
+from os2d.inference.settings import AUGMENTATIONS
 from os2d.errors import InputNotFoundError, InvalidInputError
 from os2d.eval.methods import (
     ALL_METHODS,

@@ -1,30 +1,43 @@
-"""The OS2D head: correlation -> transforms -> resampled, pooled scores and boxes."""
+"""The OS2D head: correlation -> transforms -> resampled, pooled scores and boxes.
+
+Two ways to apply it, sharing every step:
+
+* :meth:`OS2DHead.forward` -- densely, at every scene location (training and exact inference);
+* :meth:`OS2DHead.at_locations` -- only at chosen locations (the fast cascade's last stage): the
+  TransformNet runs on windows of the correlation map, which gives exactly the dense output there.
+
+Only the grid points with a non-zero pooling weight (the inner 11x11 of 15x15) are resampled, in the
+dtype of the features (float32): the reference's float64 resampling moves no score by more than
+~1e-6 (``tests/model/test_parity_reference.py`` checks 1e-4 against the reference outputs).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from os2d.model.transform_net import TransformNet
+from os2d.model.transform_net import RECEPTIVE_HALF, TransformNet
 from os2d.ops.boxes import corners_to_boxes
 from os2d.ops.correlation import correlate
 from os2d.ops.grid import (
     base_grid,
     corner_points,
     identity_params,
-    local_to_feature_map,
-    local_to_image,
+    location_centers,
     params_to_affine,
+    points_to_feature_map,
+    points_to_image,
     transform_points,
 )
-from os2d.ops.resample import pool_mask, pool_scores, resample_correlation
+from os2d.ops.resample import pool_mask, pooled_points, sample_channels
 
 
 @dataclass
 class HeadOutput:
-    """What the head computes for B scenes and K classes.
+    """What the head computes densely for B scenes and K classes.
 
     Attributes:
         scores: ``Tensor[B, K, H, W]`` recognition scores in [-1, 1].
@@ -42,8 +55,25 @@ class HeadOutput:
     scores_detached: Optional[torch.Tensor] = None
 
 
+@dataclass
+class LocationOutput:
+    """Head outputs at L chosen locations of N correlation maps.
+
+    Attributes:
+        index: ``Tensor[L, 3]`` int64 ``(n, row, col)``: map and location of each output.
+        scores: ``Tensor[L]``.
+        boxes: ``Tensor[L, 4]`` xyxy in network-input pixels (not clipped).
+        corners: ``Tensor[L, 4, 2]``.
+    """
+
+    index: torch.Tensor
+    scores: torch.Tensor
+    boxes: torch.Tensor
+    corners: torch.Tensor
+
+
 class OS2DHead(nn.Module):
-    """Matches scene features with 15x15 class features at every location.
+    """Matches scene features with g x g class features at every location.
 
     Args:
         transform_net: the TransformNet, or ``None`` for the identity transform (the
@@ -52,26 +82,29 @@ class OS2DHead(nn.Module):
         grid_size: g, side of the class feature grid (15).
         pool_border: grid points ignored at each side when pooling (2).
         stride: backbone stride in pixels (16); anchors are ``stride * grid_size`` pixels wide.
-        sample_dtype: dtype of the correlation resampling (float64 reproduces the reference).
     """
 
     def __init__(self, *, transform_net: Optional[TransformNet], variant: str = "v1", grid_size: int = 15,
-                 pool_border: int = 2, stride: int = 16, sample_dtype: torch.dtype = torch.float64) -> None:
+                 pool_border: int = 2, stride: int = 16) -> None:
         super().__init__()
         self.transform_net = transform_net
         self.variant = variant
         self.grid_size = grid_size
         self.pool_border = pool_border
         self.stride = stride
-        self.sample_dtype = sample_dtype
         self.register_buffer("identity", identity_params(variant), persistent=False)
+        inner = pooled_points(grid_size, pool_border)
+        self.register_buffer("inner_index", inner, persistent=False)
+        self.register_buffer("inner_grid", base_grid(grid_size)[inner], persistent=False)
+        self.register_buffer("inner_weights", pool_mask(grid_size, pool_border)[inner], persistent=False)
 
     @property
     def anchor_size(self) -> float:
         return float(self.stride * self.grid_size)
 
+    # ------------------------------------------------------------------ dense
     def forward(self, scene_fm: torch.Tensor, class_fm: torch.Tensor, *, detached_scores: bool = False) -> HeadOutput:
-        """Apply the head.
+        """Apply the head at every location.
 
         Args:
             scene_fm: ``Tensor[B, C, H, W]`` L2-normalised scene features.
@@ -80,19 +113,18 @@ class OS2DHead(nn.Module):
         """
         b, _, height, width = scene_fm.shape
         k = class_fm.shape[0]
-        corr = correlate(scene_fm, class_fm).reshape(b * k, -1, height, width)
-        # [B*K, g*g, H, W]
+        corr = self.correlation(scene_fm, class_fm)
+        # [B*K, S, H, W]
         params = self._params(corr)
         # [B*K, P, H, W]
-        affine = params_to_affine(params.permute(0, 2, 3, 1), variant=self.variant)
-        # [B*K, H, W, 2, 3]
-        scores = self._scores(corr, affine)
-        detached = self._scores(corr, affine.detach()) if detached_scores else None
-        corners_local = transform_points(affine, corner_points(dtype=affine.dtype, device=affine.device))
-        # [B*K, H, W, 4, 2]
-        corners = local_to_image(corners_local, half_extent_px=self.anchor_size / 2, stride=self.stride)
-        boxes = corners_to_boxes(corners)
-        # [B*K, H, W, 4]
+        affine = params_to_affine(params.permute(0, 2, 3, 1).reshape(b * k, height * width, -1),
+                                  variant=self.variant)
+        # [B*K, H*W, 2, 3]
+        centers = location_centers(height, width, dtype=affine.dtype, device=affine.device).reshape(1, -1, 2)
+        # [1, H*W, 2]
+        scores = self._scores(corr, affine, centers)
+        detached = self._scores(corr, affine.detach(), centers) if detached_scores else None
+        corners, boxes = self._corners_and_boxes(affine, centers)
         return HeadOutput(
             scores=scores.reshape(b, k, height, width),
             boxes=boxes.reshape(b, k, height, width, 4),
@@ -101,6 +133,12 @@ class OS2DHead(nn.Module):
             scores_detached=None if detached is None else detached.reshape(b, k, height, width),
         )
 
+    def correlation(self, scene_fm: torch.Tensor, class_fm: torch.Tensor) -> torch.Tensor:
+        """``Tensor[B, C, H, W]`` x ``Tensor[K, C, g, g]`` -> ``Tensor[B*K, g*g, H, W]``."""
+        b, _, height, width = scene_fm.shape
+        return correlate(scene_fm, class_fm).reshape(b * class_fm.shape[0], -1, height, width)
+        # [B*K, S, H, W]
+
     def _params(self, corr: torch.Tensor) -> torch.Tensor:
         """Transform parameters per location: ``Tensor[N, S, H, W]`` -> ``Tensor[N, P, H, W]``."""
         if self.transform_net is None:
@@ -108,13 +146,124 @@ class OS2DHead(nn.Module):
             return self.identity.to(corr.dtype).view(1, -1, 1, 1).expand(n, -1, height, width)
         return self.transform_net(corr)
 
-    def _scores(self, corr: torch.Tensor, affine: torch.Tensor) -> torch.Tensor:
-        """Pooled resampled correlations: ``Tensor[N, S, H, W]``, ``Tensor[N, H, W, 2, 3]`` -> ``Tensor[N, H, W]``."""
-        grid = base_grid(self.grid_size, dtype=affine.dtype, device=affine.device)
-        points = transform_points(affine, grid)
-        # [N, H, W, g*g, 2]
-        points_fm = local_to_feature_map(points, half_extent=self.grid_size / 2)
-        sampled = resample_correlation(corr.to(self.sample_dtype), points_fm.to(self.sample_dtype))
-        # [N, g*g, H, W]
-        weights = pool_mask(self.grid_size, self.pool_border, dtype=self.sample_dtype, device=corr.device)
-        return pool_scores(sampled, weights).to(corr.dtype)
+    # ------------------------------------------------------------------ shared steps
+    def _scores(self, corr: torch.Tensor, affine: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+        """Pooled resampled correlations at L locations of each of the N maps.
+
+        Args:
+            corr: ``Tensor[N, S, H, W]``.
+            affine: ``Tensor[N, L, 2, 3]`` transforms of the L locations.
+            centers: ``Tensor[N or 1, L, 2]`` (col, row) of the locations.
+
+        Returns:
+            ``Tensor[N, L]``.
+        """
+        points = transform_points(affine, self.inner_grid.to(affine.dtype))
+        # [N, L, S', 2]
+        points_fm = points_to_feature_map(points, centers, half_extent=self.grid_size / 2)
+        inner_corr = corr.index_select(1, self.inner_index)
+        # [N, S', H, W]
+        sampled = sample_channels(inner_corr, points_fm)
+        # [N, S', L]
+        return torch.einsum("nsl,s->nl", sampled, self.inner_weights.to(sampled.dtype))
+
+    def _corners_and_boxes(self, affine: torch.Tensor, centers: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Corners ``Tensor[N, L, 4, 2]`` and boxes ``Tensor[N, L, 4]`` (pixels) of the transformed grids.
+
+        The grid's bounding box is the box of its corners (the transforms are affine).
+        """
+        local = transform_points(affine, corner_points(dtype=affine.dtype, device=affine.device))
+        # [N, L, 4, 2]
+        corners = points_to_image(local, centers, half_extent_px=self.anchor_size / 2, stride=self.stride)
+        return corners, corners_to_boxes(corners)
+
+    # ------------------------------------------------------------------ sparse
+    def at_locations(self, corr: torch.Tensor, centers: torch.Tensor, *, radius: int = 0) -> LocationOutput:
+        """The head's output at the locations within ``radius`` of the given centres.
+
+        Equal to :meth:`forward` at those locations: TransformNet's receptive field is
+        ``2 * RECEPTIVE_HALF + 1`` = 15 cells, so it runs on 15 + 2r windows of the correlation map
+        (zero outside the map, intermediate layers masked like the dense zero padding).
+
+        Args:
+            corr: ``Tensor[N, S, H, W]`` correlation maps (see :meth:`correlation`).
+            centers: ``Tensor[M, 3]`` int64 ``(n, row, col)``.
+            radius: r, half-size of the square of locations computed around each centre.
+
+        Returns:
+            :class:`LocationOutput` over the distinct locations inside the map.
+        """
+        n, _, height, width = corr.shape
+        if centers.numel() == 0:
+            return _empty_location_output(corr)
+        params = self._window_params(corr, centers, radius)
+        # [M, P, 2r+1, 2r+1]
+        offsets = torch.arange(-radius, radius + 1, device=corr.device)
+        dy, dx = torch.meshgrid(offsets, offsets, indexing="ij")
+        rows = centers[:, 1, None, None] + dy
+        cols = centers[:, 2, None, None] + dx
+        # [M, 2r+1, 2r+1]
+        index = torch.stack([centers[:, 0, None, None].expand_as(rows), rows, cols], -1).reshape(-1, 3)
+        # [M*(2r+1)^2, 3]
+        flat_params = params.permute(0, 2, 3, 1).reshape(index.shape[0], -1)
+        # [M*(2r+1)^2, P]
+        keep = (index[:, 1] >= 0) & (index[:, 1] < height) & (index[:, 2] >= 0) & (index[:, 2] < width)
+        index, flat_params = index[keep], flat_params[keep]
+        index, first = _unique_rows(index)
+        flat_params = flat_params[first]
+        return self._outputs_at(corr, index, flat_params)
+
+    def _window_params(self, corr: torch.Tensor, centers: torch.Tensor, radius: int) -> torch.Tensor:
+        """TransformNet parameters around each centre: ``Tensor[M, P, 2r+1, 2r+1]``."""
+        m = centers.shape[0]
+        if self.transform_net is None:
+            side = 2 * radius + 1
+            return self.identity.to(corr.dtype).view(1, -1, 1, 1).expand(m, -1, side, side)
+        _, _, height, width = corr.shape
+        q = RECEPTIVE_HALF + radius
+        padded = F.pad(corr, (q, q, q, q))
+        # [N, S, H+2q, W+2q]
+        span = torch.arange(2 * q + 1, device=corr.device)
+        rows = (centers[:, 1, None] + span)[:, :, None]
+        cols = (centers[:, 2, None] + span)[:, None, :]
+        windows = padded[centers[:, 0, None, None], :, rows, cols].permute(0, 3, 1, 2)
+        # [M, S, 2q+1, 2q+1]
+        inside = [_inside_mask(centers, radius + extra, height, width, dtype=corr.dtype) for extra in (4, 2)]
+        return self.transform_net.forward_windows(windows, inside)
+
+    def _outputs_at(self, corr: torch.Tensor, index: torch.Tensor, params: torch.Tensor) -> LocationOutput:
+        """Scores and boxes at locations ``index`` ``Tensor[L, 3]`` with parameters ``Tensor[L, P]``."""
+        affine = params_to_affine(params, variant=self.variant)
+        # [L, 2, 3]
+        centers = torch.stack([index[:, 2], index[:, 1]], -1).to(affine.dtype)
+        # [L, 2] (col, row)
+        scores = torch.empty(index.shape[0], dtype=corr.dtype, device=corr.device)
+        for n in index[:, 0].unique().tolist():
+            sel = (index[:, 0] == n).nonzero().squeeze(1)
+            scores[sel] = self._scores(corr[n:n + 1], affine[sel][None], centers[sel][None])[0]
+        corners, boxes = self._corners_and_boxes(affine[None], centers[None])
+        return LocationOutput(index=index, scores=scores, boxes=boxes[0], corners=corners[0])
+
+
+def _inside_mask(centers: torch.Tensor, half: int, height: int, width: int, *, dtype) -> torch.Tensor:
+    """``Tensor[M, 1, 2h+1, 2h+1]``: 1 where ``centre + offset`` lies inside the H x W map."""
+    offsets = torch.arange(-half, half + 1, device=centers.device)
+    rows = centers[:, 1, None] + offsets
+    cols = centers[:, 2, None] + offsets
+    ok_r = (rows >= 0) & (rows < height)
+    ok_c = (cols >= 0) & (cols < width)
+    return (ok_r[:, :, None] & ok_c[:, None, :]).to(dtype)[:, None]
+
+
+def _unique_rows(index: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Distinct rows of ``Tensor[L, 3]`` (sorted) and the position of each one's first occurrence."""
+    unique, inverse = torch.unique(index, dim=0, return_inverse=True)
+    positions = torch.arange(inverse.numel(), device=index.device)
+    first = torch.full((unique.shape[0],), inverse.numel(), dtype=torch.int64, device=index.device)
+    first = first.scatter_reduce(0, inverse, positions, reduce="amin")
+    return unique, first
+
+
+def _empty_location_output(corr: torch.Tensor) -> LocationOutput:
+    return LocationOutput(index=torch.zeros(0, 3, dtype=torch.int64, device=corr.device),
+                          scores=corr.new_zeros(0), boxes=corr.new_zeros(0, 4), corners=corr.new_zeros(0, 4, 2))

@@ -1,11 +1,16 @@
-"""TransformNet (Rocco et al.; OS2D appendix B.1), applied fully-convolutionally."""
+"""TransformNet (Rocco et al.; OS2D appendix B.1), applied fully-convolutionally or in windows."""
 from __future__ import annotations
+
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from os2d.ops.grid import identity_params
+
+#: Half the receptive field of TransformNet on the correlation map: (7 + 5 + 5 - 3) / 2 = 7.
+RECEPTIVE_HALF = 7
 
 
 class TransformNet(nn.Module):
@@ -16,7 +21,9 @@ class TransformNet(nn.Module):
         variant: ``"v1"`` (P=4) or ``"v2"`` (P=6).
         norm_eps: epsilon inside the square root of the input L2 normalisation.
 
-    The last convolution is identity-initialised (zero weights, identity-transform bias).
+    The last convolution is identity-initialised (zero weights, identity-transform bias). The same
+    layers run densely (:meth:`forward`, zero padding at the map border) or on windows cut out of
+    the map (:meth:`forward_windows`), which gives the dense output at the windows' centres.
     """
 
     def __init__(self, *, in_channels: int = 225, variant: str = "v1", norm_eps: float = 1e-6) -> None:
@@ -36,8 +43,28 @@ class TransformNet(nn.Module):
 
     def forward(self, corr: torch.Tensor) -> torch.Tensor:
         """``Tensor[N, S, H, W]`` correlations -> ``Tensor[N, P, H, W]`` transform parameters."""
+        return self._layers(corr, pad=True, inside=None)
+
+    def forward_windows(self, windows: torch.Tensor, inside: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The dense output at the centres of windows of the correlation map.
+
+        Args:
+            windows: ``Tensor[L, S, 2q+1, 2q+1]`` with ``q = 7 + r``: the correlation map around
+                L centres, zero outside the map.
+            inside: masks ``Tensor[L, 1, 2(r+4)+1, 2(r+4)+1]`` and ``Tensor[L, 1, 2(r+2)+1, 2(r+2)+1]``
+                of the positions of the first two layers' outputs that lie inside the map (outside it
+                the dense network reads zero padding).
+
+        Returns:
+            ``Tensor[L, P, 2r+1, 2r+1]``: the parameters of the locations within ``r`` of each centre.
+        """
+        return self._layers(windows, pad=False, inside=inside)
+
+    def _layers(self, corr: torch.Tensor, *, pad: bool, inside: Optional[Sequence[torch.Tensor]]) -> torch.Tensor:
         x = F.relu(corr)
         x = x / torch.sqrt((x * x).sum(dim=1, keepdim=True) + self.norm_eps)
-        x = F.relu(self.bn1(self.conv1(x)))
-        x = F.relu(self.bn2(self.conv2(x)))
-        return self.conv3(x)
+        for i, (conv, bn) in enumerate(((self.conv1, self.bn1), (self.conv2, self.bn2))):
+            x = F.relu(bn(F.conv2d(x, conv.weight, conv.bias, padding=conv.padding if pad else 0)))
+            if inside is not None:
+                x = x * inside[i]
+        return F.conv2d(x, self.conv3.weight, self.conv3.bias, padding=self.conv3.padding if pad else 0)

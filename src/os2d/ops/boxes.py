@@ -1,4 +1,9 @@
-"""Anchors and the standard box encoding (torchvision's BoxCoder convention)."""
+"""Boxes: anchors, the standard box encoding (torchvision's BoxCoder convention), clipping, NMS.
+
+Everything about boxes lives here: anchors are defined once (:func:`anchor_boxes`), clipping is
+torchvision's ``clip_boxes_to_image``, NMS is torchvision's ``batched_nms`` (one global NMS per
+class) or :func:`reference_nms` (the reference implementation's chunked NMS).
+"""
 from __future__ import annotations
 
 import math
@@ -6,7 +11,7 @@ from typing import Sequence, Tuple
 
 import torch
 from torch import Tensor
-from torchvision.ops import box_convert
+from torchvision.ops import batched_nms, box_convert, clip_boxes_to_image, nms
 
 #: Weights (wx, wy, ww, wh) of the Faster R-CNN box encoding used by OS2D.
 BOX_CODER_WEIGHTS: Tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0)
@@ -14,17 +19,23 @@ BOX_CODER_WEIGHTS: Tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0)
 DEFAULT_DECODE_CLAMP: float = math.log(1000.0 / 16)
 
 
-def make_anchors(height: int, width: int, *, stride: float, size: float, dtype=torch.float32, device=None) -> torch.Tensor:
-    """Square anchors centred at ``((col + 0.5) * stride, (row + 0.5) * stride)``, row-major.
+def anchor_boxes(centers: Tensor, *, stride: float, size: float) -> Tensor:
+    """Square anchors of feature-map locations ``centers`` ``Tensor[..., 2]`` (col, row) -> ``Tensor[..., 4]``.
 
-    Returns:
-        ``Tensor[H*W, 4]`` xyxy image pixels (not clipped to the image).
+    The anchor of ``(col, row)`` is centred at ``((col + 0.5) * stride, (row + 0.5) * stride)``, xyxy
+    image pixels, not clipped.
     """
-    rows = (torch.arange(height, dtype=dtype, device=device) + 0.5) * stride
-    cols = (torch.arange(width, dtype=dtype, device=device) + 0.5) * stride
-    cy, cx = torch.meshgrid(rows, cols, indexing="ij")
+    centre = (centers + 0.5) * stride
     half = size / 2.0
-    return torch.stack([cx - half, cy - half, cx + half, cy + half], -1).reshape(-1, 4)
+    return torch.cat([centre - half, centre + half], -1)
+
+
+def make_anchors(height: int, width: int, *, stride: float, size: float, dtype=torch.float32, device=None) -> torch.Tensor:
+    """:func:`anchor_boxes` of every location of an H x W map, row-major: ``Tensor[H*W, 4]``."""
+    rows = torch.arange(height, dtype=dtype, device=device)
+    cols = torch.arange(width, dtype=dtype, device=device)
+    cy, cx = torch.meshgrid(rows, cols, indexing="ij")
+    return anchor_boxes(torch.stack([cx, cy], -1).reshape(-1, 2), stride=stride, size=size)
     # [H*W, 4]
 
 
@@ -111,11 +122,18 @@ def decode_boxes(
 
 
 def clip_boxes(boxes: torch.Tensor, *, width: float, height: float) -> torch.Tensor:
-    """Clip xyxy boxes ``Tensor[..., 4]`` to ``[0, width] x [0, height]``."""
-    x1, y1, x2, y2 = boxes.unbind(-1)
-    return torch.stack(
-        [x1.clamp(0, width), y1.clamp(0, height), x2.clamp(0, width), y2.clamp(0, height)], -1
-    )
+    """Clip xyxy boxes ``Tensor[N, 4]`` to ``[0, width] x [0, height]`` (torchvision's clip_boxes_to_image)."""
+    return clip_boxes_to_image(boxes, (height, width))
+
+
+def enlarge_to_min_size(boxes: Tensor, min_size: float = 1.0) -> Tensor:
+    """xyxy boxes ``Tensor[..., 4]`` enlarged about their centre to be at least ``min_size`` wide and high
+    (what decoding an encoded box does, see :func:`encode_boxes`)."""
+    small = ((boxes[..., 2] - boxes[..., 0]) < min_size) | ((boxes[..., 3] - boxes[..., 1]) < min_size)
+    if not bool(small.any()):
+        return boxes  # the common case, bit-exact
+    enlarged = box_convert(_to_cxcywh_min_size(boxes, min_size), "cxcywh", "xyxy")
+    return torch.where(small[..., None], enlarged, boxes)
 
 
 def nonempty(boxes: torch.Tensor) -> torch.Tensor:
@@ -128,3 +146,35 @@ def corners_to_boxes(corners: torch.Tensor) -> torch.Tensor:
     mins = corners.amin(dim=-2)
     maxs = corners.amax(dim=-2)
     return torch.cat([mins, maxs], -1)
+
+
+def nms_per_class(boxes: Tensor, scores: Tensor, labels: Tensor, *, iou: float) -> Tensor:
+    """Indices kept by one NMS per label (torchvision ``batched_nms``), by decreasing score."""
+    if boxes.numel() == 0:
+        return torch.zeros(0, dtype=torch.int64, device=boxes.device)
+    keep = batched_nms(boxes, scores.to(boxes.dtype), labels, iou)
+    order = torch.sort(scores[keep], descending=True, stable=True).indices
+    return keep[order]
+
+
+def reference_nms(boxes: Tensor, scores: Tensor, *, iou: float, max_batch: int = 10_000) -> Tensor:
+    """The reference implementation's NMS for one class (``os2d.structures.bounding_box.nms``).
+
+    The boxes, in the order given (the reference concatenates class images, then pyramid levels),
+    are cut into consecutive chunks of ``max_batch``; NMS runs in each chunk and the survivors (each
+    chunk's by decreasing score) are concatenated; this repeats until one chunk is left or nothing
+    changed. With more than ``max_batch`` candidates the result can differ from one global NMS.
+
+    Returns:
+        kept indices, by decreasing score (stable).
+    """
+    alive = torch.arange(boxes.shape[0], device=boxes.device)
+    while True:
+        count = alive.numel()
+        chunks = [alive[i:i + max_batch] for i in range(0, count, max_batch)]
+        alive = torch.cat([c[nms(boxes[c], scores[c].to(boxes.dtype), iou)] for c in chunks]) if chunks \
+            else alive
+        if len(chunks) <= 1 or alive.numel() == count:
+            break
+    order = torch.sort(scores[alive], descending=True, stable=True).indices
+    return alive[order]

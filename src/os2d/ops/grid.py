@@ -84,18 +84,32 @@ def location_centers(height: int, width: int, *, dtype=torch.float32, device=Non
     return torch.stack([grid_c, grid_r], -1)
 
 
-def local_to_feature_map(points: torch.Tensor, *, half_extent: float) -> torch.Tensor:
-    """Local points ``Tensor[..., H, W, S, 2]`` -> feature-map coordinates (x, y), same shape.
+def points_to_feature_map(points: torch.Tensor, centers: torch.Tensor, *, half_extent: float) -> torch.Tensor:
+    """Local points ``Tensor[..., S, 2]`` of locations ``centers`` ``Tensor[..., 2]`` (col, row) -> map (x, y).
 
     ``x_fm = half_extent * x_local + col + 0.5`` (the reference's convention, +0.5 included).
     """
+    return half_extent * points + centers[..., None, :] + 0.5
+
+
+def points_to_image(points: torch.Tensor, centers: torch.Tensor, *, half_extent_px: float,
+                    stride: float) -> torch.Tensor:
+    """Local points ``Tensor[..., S, 2]`` of locations ``centers`` ``Tensor[..., 2]`` -> image pixels.
+
+    ``x_img = half_extent_px * x_local + (col + 0.5) * stride``.
+    """
+    return half_extent_px * points + (centers[..., None, :] + 0.5) * stride
+
+
+def local_to_feature_map(points: torch.Tensor, *, half_extent: float) -> torch.Tensor:
+    """:func:`points_to_feature_map` for every location: ``Tensor[..., H, W, S, 2]``, same shape."""
     height, width = points.shape[-4], points.shape[-3]
     centers = location_centers(height, width, dtype=points.dtype, device=points.device)
-    return half_extent * points + centers[:, :, None, :] + 0.5
+    return points_to_feature_map(points, centers, half_extent=half_extent)
 
 
 def local_to_image(points: torch.Tensor, *, half_extent_px: float, stride: float) -> torch.Tensor:
-    """Local points ``Tensor[..., H, W, S, 2]`` -> image pixels: ``half * p + (loc + 0.5) * stride``."""
+    """:func:`points_to_image` for every location: ``Tensor[..., H, W, S, 2]``, same shape."""
     height, width = points.shape[-4], points.shape[-3]
     centers = location_centers(height, width, dtype=points.dtype, device=points.device)
-    return half_extent_px * points + (centers[:, :, None, :] + 0.5) * stride
+    return points_to_image(points, centers, half_extent_px=half_extent_px, stride=stride)

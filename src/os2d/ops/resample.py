@@ -11,30 +11,48 @@ def normalize_coords(points_fm: torch.Tensor, *, height: int, width: int) -> tor
     return (points_fm * scale - 1.0).clamp(-1.0, 1.0)
 
 
-def resample_correlation(corr: torch.Tensor, points_fm: torch.Tensor) -> torch.Tensor:
-    """Sample channel ``s`` of the correlation volume at grid point ``s`` of every location.
+def sample_channels(corr: torch.Tensor, points_fm: torch.Tensor) -> torch.Tensor:
+    """Sample channel ``s`` of the correlation volume at point ``s`` of every one of L locations.
 
-    ``out[n, s, y, x] = corr[n, s](points_fm[n, y, x, s])`` with bilinear interpolation, border
-    padding and coordinates clamped to the map: one batched ``grid_sample`` over all channels
-    (each channel is resampled at its own points).
+    ``out[n, s, l] = corr[n, s](points_fm[n, l, s])`` with bilinear interpolation, border padding and
+    coordinates clamped to the map: one batched ``grid_sample`` (each channel at its own points).
 
     Args:
-        corr: ``Tensor[N, S, H, W]`` correlations (N = B*K, S = grid points).
+        corr: ``Tensor[N, S, H, W]`` correlations (N = B*K, S = grid points sampled).
+        points_fm: ``Tensor[N, L, S, 2]`` (x, y) in feature-map coordinates.
+
+    Returns:
+        ``Tensor[N, S, L]`` in the dtype of ``corr``.
+    """
+    n, s, height, width = corr.shape
+    assert points_fm.shape[0] == n and points_fm.shape[2] == s and points_fm.shape[3] == 2, \
+        (points_fm.shape, corr.shape)
+    locations = points_fm.shape[1]
+    grid = normalize_coords(points_fm.to(corr.dtype), height=height, width=width)
+    grid = grid.permute(0, 2, 1, 3).reshape(n * s, 1, locations, 2)
+    # [N*S, 1, L, 2]
+    sampled = F.grid_sample(corr.reshape(n * s, 1, height, width), grid, mode="bilinear",
+                            padding_mode="border", align_corners=True)
+    # [N*S, 1, 1, L]
+    return sampled.reshape(n, s, locations)
+    # [N, S, L]
+
+
+def resample_correlation(corr: torch.Tensor, points_fm: torch.Tensor) -> torch.Tensor:
+    """:func:`sample_channels` at every location of the map.
+
+    Args:
+        corr: ``Tensor[N, S, H, W]``.
         points_fm: ``Tensor[N, H, W, S, 2]`` (x, y) in feature-map coordinates.
 
     Returns:
-        ``Tensor[N, S, H, W]`` in the dtype of ``corr``.
+        ``Tensor[N, S, H, W]``.
     """
     n, s, height, width = corr.shape
     assert points_fm.shape == (n, height, width, s, 2), (points_fm.shape, corr.shape)
-    grid = normalize_coords(points_fm.to(corr.dtype), height=height, width=width)
-    grid = grid.permute(0, 3, 1, 2, 4).reshape(n * s, height, width, 2)
-    # [N*S, H, W, 2]
-    sampled = F.grid_sample(
-        corr.reshape(n * s, 1, height, width), grid, mode="bilinear", padding_mode="border", align_corners=True
-    )
-    # [N*S, 1, H, W]
-    return sampled.reshape(n, s, height, width)
+    flat = points_fm.reshape(n, height * width, s, 2)
+    # [N, H*W, S, 2]
+    return sample_channels(corr, flat).reshape(n, s, height, width)
     # [N, S, H, W]
 
 
@@ -49,6 +67,11 @@ def pool_mask(grid_size: int, border: int, *, dtype=torch.float32, device=None) 
     # [g*g]
 
 
+def pooled_points(grid_size: int, border: int, *, device=None) -> torch.Tensor:
+    """Indices (in channel order) of the grid points with a non-zero pooling weight: ``Tensor[S']``."""
+    return pool_mask(grid_size, border, device=device).nonzero().squeeze(1)
+
+
 def pool_scores(sampled: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Weighted sum over grid points: ``Tensor[N, S, H, W]`` x ``Tensor[S]`` -> ``Tensor[N, H, W]``."""
-    return torch.einsum("nshw,s->nhw", sampled, weights.to(sampled.dtype))
+    """Weighted sum over grid points: ``Tensor[N, S, ...]`` x ``Tensor[S]`` -> ``Tensor[N, ...]``."""
+    return torch.einsum("ns...,s->n...", sampled, weights.to(sampled.dtype))

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from os2d.detector import ClassBank, DetectSettings, Detector
+from os2d.detector import Detector, settings_from_config
+from os2d.inference.pyramid import auto_scales, level_sizes
+from os2d.inference.settings import DetectSettings
 from os2d.model.checkpoint import build_model
 from os2d.model.config import ModelConfig
 
@@ -20,55 +22,102 @@ def test_default_pyramid_level_sizes():
     settings = DetectSettings()
     # longer side 1280 * (0.5, 0.625, 0.8, 1, 1.2, 1.4, 1.6); short side int(507 * s / 685 + 0.5)
     expected = [(640, 474), (800, 592), (1024, 758), (1280, 947), (1536, 1137), (1792, 1326), (2048, 1516)]
-    assert settings.level_sizes(685, 507) == expected
-    assert settings.level_sizes(507, 685) == [(h, w) for w, h in expected]
+    assert level_sizes(685, 507, settings) == expected
+    assert level_sizes(507, 685, settings) == [(h, w) for w, h in expected]
 
 
 def test_explicit_scales_and_area_rule():
-    assert DetectSettings(scales=[1280]).level_sizes(685, 507) == [(1280, 947)]
-    assert DetectSettings(scales=[1500], resize_rule="area").level_sizes(685, 507) == [(1743, 1290)]
-    assert DetectSettings(base_size=100, pyramid=(1.0, 2.0)).level_sizes(50, 25) == [(100, 50), (200, 100)]
+    assert level_sizes(685, 507, DetectSettings(scales=[1280])) == [(1280, 947)]
+    assert level_sizes(685, 507, DetectSettings(scales=[1500], resize_rule="area")) == [(1743, 1290)]
+    assert level_sizes(50, 25, DetectSettings(base_size=100, pyramid=(1.0, 2.0))) == [(100, 50), (200, 100)]
 
 
 def test_from_config_uses_config_defaults_and_overrides():
     config = ModelConfig(base_size=800, pyramid=[0.5, 1.0], class_size=200, nms_iou=0.5, score_threshold=0.2,
                          max_detections=7)
-    settings = DetectSettings.from_config(config)
+    settings = settings_from_config(config)
     assert (settings.base_size, settings.pyramid, settings.class_size) == (800, (0.5, 1.0), 200)
     assert (settings.nms_iou, settings.score_threshold, settings.max_detections) == (0.5, 0.2, 7)
-    assert settings.level_sizes(400, 200) == [(400, 200), (800, 400)]
-    over = DetectSettings.from_config(config, score_threshold=-1.0, scales=[300], method="sliding-window-ar",
-                                      augment=("flip",), nms_iou=None)  # None keeps the config value
-    assert (over.score_threshold, over.scales, over.method, over.augment) == (-1.0, [300], "sliding-window-ar",
+    assert level_sizes(400, 200, settings) == [(400, 200), (800, 400)]
+    over = settings_from_config(config, score_threshold=-1.0, scales=[300], method="sliding-window-ar",
+                                augment=("flip",), nms_iou=None)  # None keeps the config value
+    assert (over.score_threshold, over.scales, over.method, over.augment) == (-1.0, (300.0,), "sliding-window-ar",
                                                                                ("flip",))
     assert over.nms_iou == 0.5 and over.class_size == 200
 
 
 def test_from_config_unknown_setting():
     with pytest.raises(TypeError, match="unknown detector settings \\['nms_treshold'\\]"):
-        DetectSettings.from_config(ModelConfig(), nms_treshold=0.5)
+        settings_from_config(ModelConfig(), nms_treshold=0.5)
 
 
 def test_from_config_validates_overrides():
-    with pytest.raises(ValueError, match="unknown resize rule"):
-        DetectSettings.from_config(ModelConfig(), resize_rule="shorter-side")
+    with pytest.raises(ValueError, match="invalid setting resize_rule='shorter-side'"):
+        settings_from_config(ModelConfig(), resize_rule="shorter-side")
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"resize_rule": "shorter-side"}, "unknown resize rule 'shorter-side'"),
-    ({"method": "sift"}, "unknown method 'sift'"),
+    ({"resize_rule": "shorter-side"}, "resize_rule='shorter-side'"),
     ({"augment": ("flip", "rot45")}, "unknown class-image augmentation \\['rot45'\\]"),
-    ({"scales": []}, "scales must be positive"),
-    ({"scales": [640, 0]}, "scales must be positive"),
-    ({"scales": [-5.0]}, "scales must be positive"),
-    ({"class_size": 15}, "class size must be at least 16 px, got 15"),
-    ({"nms_iou": 0.0}, "NMS IoU threshold"),
-    ({"nms_iou": 1.5}, "NMS IoU threshold"),
-    ({"max_detections": 0}, "max detections must be at least 1"),
+    ({"scales": []}, "scales must hold at least one level"),
+    ({"scales": [640, 0]}, "every scale must be a pixel size in \\[32, 4096\\], got 0"),
+    ({"scales": [-5.0]}, "got -5.0"),
+    ({"scales": [float("inf")]}, "got inf"),
+    ({"scales": [float("nan")]}, "got nan"),
+    ({"scales": [1e9]}, "got 1000000000.0"),
+    ({"class_size": 15}, "class_size=15"),
+    ({"class_size": 100000}, "class_size=100000"),
+    ({"base_size": 0}, "base_size=0"),
+    ({"nms_iou": 0.0}, "nms_iou=0.0"),
+    ({"nms_iou": 1.5}, "nms_iou=1.5"),
+    ({"max_detections": 0}, "max_detections=0"),
+    ({"class_batch": 0}, "class_batch=0"),
+    ({"score_threshold": float("nan")}, "score threshold must be a number or -inf"),
+    ({"nms_mode": "fancy"}, "nms_mode='fancy'"),
+    ({"pyramid_from": "middle"}, "pyramid_from='middle'"),
 ])
 def test_invalid_settings(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        DetectSettings(**kwargs)
+        DetectSettings.create(**kwargs)
+
+
+def test_unknown_method_is_refused_by_the_detector(detector):
+    with pytest.raises(ValueError, match="unknown method 'sift2'"):
+        detector.with_settings(method="sift2")
+    with pytest.raises(ValueError, match="does not use an OS2D model"):
+        detector.with_settings(method="sift")
+
+
+def test_levels_too_large_are_refused():
+    from os2d.errors import InputTooLargeError
+
+    with pytest.raises(InputTooLargeError, match="too large"):
+        level_sizes(100, 100, DetectSettings(scales=[4096], resize_rule="area"))  # 4096 x 4096 > 16 MP
+    assert level_sizes(100, 100, DetectSettings(scales=[4000])) == [(4000, 4000)]
+
+
+def test_auto_pyramid_rule_follows_the_scene_size():
+    settings = DetectSettings(pyramid_rule="auto")
+    # 500 x 375: from 240/375 (an object as large as the photo) up to 2x (the upscaling cap), steps of 1.25
+    assert auto_scales(500, 375, anchor=240.0, settings=settings) == pytest.approx(
+        [1000 / 1.25 ** i for i in range(5, -1, -1)], rel=1e-3)
+    # a big photo: capped at 2048 px per level, never upscaled
+    big = auto_scales(4000, 3000, anchor=240.0, settings=settings)
+    assert max(big) == 2048 and min(big) == pytest.approx(4000 * 240 / 3000 * 1.25 ** 0, rel=0.3)
+    # a tiny crop: one level where the whole crop is anchor-sized
+    assert auto_scales(153, 83, anchor=240.0, settings=settings) == pytest.approx([153 * 240 / 83], rel=1e-3)
+    # monotone in the scene size, and the smallest level keeps the whole scene anchor-sized
+    for w, h in [(300, 200), (640, 480), (1280, 960), (2000, 1500)]:
+        levels = auto_scales(w, h, anchor=240.0, settings=settings)
+        assert levels == sorted(levels) and 240 <= levels[0] * min(w, h) / max(w, h) < 240 * 1.25
+
+
+def test_pyramid_from_base_builds_levels_from_the_base_image():
+    settings = DetectSettings(base_size=1000, pyramid=(0.625, 1.0, 1.6), pyramid_from="base")
+    # base: longer side 1000 -> 1000 x 740 (int(507 * 1000/685 + 0.5)); levels: int(base * f) (truncation)
+    assert level_sizes(685, 507, settings) == [(625, 462), (1000, 740), (1600, 1184)]
+    original = DetectSettings(base_size=1000, pyramid=(0.625, 1.0, 1.6))  # int(507 * 625/685 + 0.5) = 463
+    assert level_sizes(685, 507, original) == [(625, 463), (1000, 740), (1600, 1184)]
 
 
 # ---------------------------------------------------------------------------------------- detector
@@ -119,12 +168,15 @@ def test_detect_boxes_in_original_pixels(detector, bank):
 
 
 def test_class_bank_entries_and_augmentation(detector, classes, bank):
-    assert bank.names == ["a", "b"] and bank.entry_labels == [0, 1, 1] and len(bank) == 2
-    assert bank.features.shape == (3, 1024, 15, 15) and len(bank.raw_features) == 3
+    assert bank.names == ["a", "b"] and bank.entry_labels.tolist() == [0, 1, 1] and len(bank) == 2
+    assert bank.features.shape == (3, 1024, 15, 15) and bank.raw_features is None
+    assert bank.extras["descriptors"].shape == (3, 1024)
     torch.testing.assert_close(bank.features.norm(dim=1), torch.ones(3, 15, 15), rtol=1e-4, atol=1e-4)
     assert detector.prepare_classes(bank) is bank
     augmented = detector.with_settings(augment=("flip", "rot90")).prepare_classes({"a": classes["a"]})
-    assert augmented.entry_labels == [0, 0, 0]
+    assert augmented.entry_labels.tolist() == [0, 0, 0]
+    with pytest.raises(ValueError, match="augment"):
+        detector.prepare_classes(augmented)  # a bank prepared with other class settings is refused
 
 
 def test_class_batching_and_max_detections(detector, bank):
@@ -143,8 +195,7 @@ def test_identity_transform_equals_square_sliding_window(detector, classes, bank
     scene = _image(64, 64, 6)
     os2d = detector.detect(scene, bank)
     square_detector = detector.with_settings(method="sliding-window-square")
-    square = square_detector.detect(scene, ClassBank(bank.names, bank.features, bank.entry_labels,
-                                                     bank.raw_features, method="sliding-window-square"))
+    square = square_detector.detect(scene, bank)
     torch.testing.assert_close(os2d.scores, square.scores)
     torch.testing.assert_close(os2d.boxes, square.boxes)
     ar = detector.with_settings(method="sliding-window-ar").detect(scene, classes)
@@ -152,12 +203,12 @@ def test_identity_transform_equals_square_sliding_window(detector, classes, bank
 
 
 def test_small_levels_are_skipped(detector, bank):
-    scene = _image(64, 64, 7)
-    both = detector.with_settings(scales=[16, 64]).detect(scene, bank)  # 16 px level skipped
-    only = detector.detect(scene, bank)
+    scene = _image(32, 64, 7)
+    both = detector.with_settings(scales=[32, 64]).detect(scene, bank)  # the 32 x 16 level is skipped
+    only = detector.with_settings(scales=[64]).detect(scene, bank)
     torch.testing.assert_close(both.scores, only.scores)
     with pytest.raises(ValueError, match="too small"):
-        detector.with_settings(scales=[16]).detect(scene, bank)
+        detector.with_settings(scales=[32]).detect(scene, bank)
 
 
 def test_detector_class_errors(detector, bank):
@@ -168,12 +219,12 @@ def test_detector_class_errors(detector, bank):
         detector.detect(scene, {"a": []})
     with pytest.raises(ValueError, match="'tiny' is too small"):
         detector.detect(scene, {"tiny": _image(10, 40, 9)})
-    with pytest.raises(ValueError, match="prepared for method 'os2d'"):
+    with pytest.raises(ValueError, match="needs class features prepared for it"):
         detector.with_settings(method="sliding-window-ar").detect(scene, bank)
 
 
 def test_with_settings_validates(detector):
-    with pytest.raises(ValueError, match="unknown method"):
+    with pytest.raises(ValueError, match="unknown method 'magic'"):
         detector.with_settings(method="magic")
     with pytest.raises(TypeError):
         detector.with_settings(no_such_setting=1)
