@@ -1,5 +1,8 @@
 """Training checkpoints: model + optimizer + scheduler + RNG states + iteration, written atomically.
 
+The file holds only tensors, numbers, strings and plain containers, and is read with
+``torch.load(weights_only=True)``: a crafted checkpoint cannot run code on ``--resume``.
+
 One file, ``RUN_DIR/checkpoint.pt``, replaced with ``os.replace`` after a complete write to a
 temporary file in the same folder, so a run killed at any moment leaves the previous checkpoint
 intact (it loses at most one checkpoint interval).
@@ -7,6 +10,7 @@ intact (it loses at most one checkpoint interval).
 from __future__ import annotations
 
 import csv
+import logging
 import random
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -14,25 +18,41 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from os2d.backbones.torch_files import load_tensor_file
 from os2d.errors import InputNotFoundError, InvalidInputError
 from os2d.fileio import atomic_write, atomic_write_text
 
+logger = logging.getLogger(__name__)
+
 CHECKPOINT_FILE = "checkpoint.pt"
 FORMAT = "os2d-train-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: random states as tensors/tuples (weights_only loading)
 
 
 def capture_rng_state() -> Dict[str, Any]:
-    """States of Python's ``random``, NumPy's global generator and torch (CPU, and CUDA if used)."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """States of Python's ``random``, NumPy's global generator and torch (CPU, and CUDA if used),
+    as tensors, numbers and tuples only (loadable with ``weights_only=True``)."""
+    py_version, py_state, py_gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_cached = np.random.get_state()
+    state = {
+        "python": {"version": int(py_version), "state": tuple(int(v) for v in py_state),
+                   "gauss": None if py_gauss is None else float(py_gauss)},
+        "numpy": {"name": str(np_name), "keys": torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),
+                  "pos": int(np_pos), "has_gauss": int(np_has_gauss), "cached_gaussian": float(np_cached)},
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def restore_rng_state(state: Dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    """Inverse of :func:`capture_rng_state`."""
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    npy = state["numpy"]
+    np.random.set_state((npy["name"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
+                         npy["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -60,19 +80,64 @@ def save_checkpoint(run_dir: Path, *, iteration: int, model: torch.nn.Module, op
 
 
 def load_checkpoint(run_dir: Path) -> Dict[str, Any]:
-    """Read ``run_dir/checkpoint.pt`` (``FileNotFoundError`` / ``ValueError`` with the path)."""
+    """Read ``run_dir/checkpoint.pt`` with ``weights_only=True`` (a file that needs anything but
+    tensors and plain containers is refused unread) and check its layout."""
     path = Path(run_dir) / CHECKPOINT_FILE
     if not path.is_file():
         raise InputNotFoundError(f"no training checkpoint to resume from: {path}")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # pickle / zip errors of a corrupt file
-        raise InvalidInputError(f"cannot read training checkpoint {path} ({err})") from err
+    blob = load_tensor_file(path, what="training checkpoint")
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise InvalidInputError(f"{path} is not an os2d training checkpoint")
     if blob.get("format_version") != FORMAT_VERSION:
-        raise InvalidInputError(f"{path} has checkpoint version {blob.get('format_version')}, expected {FORMAT_VERSION}")
+        raise InvalidInputError(f"{path} has checkpoint version {blob.get('format_version')!r}, "
+                                f"expected {FORMAT_VERSION}")
+    problem = _layout_problem(blob)
+    if problem:
+        raise InvalidInputError(f"training checkpoint {path} is damaged: {problem}")
     return blob
+
+
+def _layout_problem(blob: Dict[str, Any]) -> Optional[str]:
+    """What is wrong with a checkpoint's entries (None when they have the expected types)."""
+    if isinstance(blob.get("iteration"), bool) or not isinstance(blob.get("iteration"), int) or blob["iteration"] < 0:
+        return f"'iteration' is {blob.get('iteration')!r}"
+    model = blob.get("model")
+    if not isinstance(model, dict) or not all(isinstance(v, torch.Tensor) for v in model.values()):
+        return "'model' is not a dict of tensors"
+    for key in ("optimizer", "scheduler", "rng", "extra"):
+        if not isinstance(blob.get(key), dict):
+            return f"{key!r} is missing or not a dict"
+    if blob.get("sampler") is not None and not isinstance(blob["sampler"], dict):
+        return "'sampler' is not a dict"
+    rng = blob["rng"]
+    try:
+        ok = (isinstance(rng["torch"], torch.Tensor) and isinstance(rng["numpy"]["keys"], torch.Tensor)
+              and len(rng["python"]["state"]) > 0)
+    except (KeyError, TypeError):
+        ok = False
+    return None if ok else "'rng' does not hold the random generator states"
+
+
+#: Folders of a run where ``atomic_write`` leaves ``.<name>.<random>.tmp`` files when killed.
+RUN_SUBDIRS = ("", "best", "last", "val")
+
+
+def remove_stale_temporaries(run_dir: Path) -> List[Path]:
+    """Remove the temporary files (``.<name>.<random>.tmp``, e.g. a half-written
+    ``.checkpoint.pt.x8f2.tmp``) that a killed run left in ``run_dir`` and its ``best/``,
+    ``last/``, ``val/`` folders; return them. Only hidden ``*.tmp`` regular files are touched."""
+    removed = []
+    for sub in RUN_SUBDIRS:
+        folder = Path(run_dir) / sub
+        if not folder.is_dir():
+            continue
+        for path in folder.glob(".*.tmp"):
+            if path.is_file() and not path.is_symlink():
+                path.unlink()
+                removed.append(path)
+    if removed:
+        logger.warning("removed %d temporary files left by an interrupted run in %s", len(removed), run_dir)
+    return removed
 
 
 class CsvLog:

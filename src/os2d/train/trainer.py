@@ -16,6 +16,7 @@ import logging
 import math
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
@@ -34,10 +35,24 @@ from os2d.train.checkpointing import (
     CHECKPOINT_FILE,
     CsvLog,
     load_checkpoint,
+    remove_stale_temporaries,
     restore_rng_state,
     save_checkpoint,
 )
-from os2d.train.config import DatasetSpec, OptimSection, TrainConfig
+from os2d.train.config import (
+    DEFAULT_BACKBONE,
+    DEFAULT_BACKBONE_WEIGHTS,
+    DEFAULT_VARIANT,
+    DatasetSpec,
+    OptimSection,
+    TrainConfig,
+)
+from os2d.train.finite import (
+    FiniteGuard,
+    NonFiniteLossError,
+    NonFiniteValue,
+    first_nonfinite_parameter,
+)
 from os2d.train.objective import TrainFeatures, compute_batch_loss
 
 logger = logging.getLogger(__name__)
@@ -45,10 +60,6 @@ logger = logging.getLogger(__name__)
 TRAIN_COLUMNS = ("iteration", "total", "recognition", "localization", "num_pos", "num_loc_pos", "num_classes",
                  "grad_norm", "lr", "time_data", "time_step", "elapsed")
 VAL_COLUMNS = ("iteration", "map", "map_weighted", "recall", "num_detections", "num_images", "time")
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss or the gradient became NaN/inf; the run stops and keeps its last checkpoint."""
 
 
 # ---------------------------------------------------------------------------------------- setup
@@ -93,14 +104,30 @@ def load_datasets(config: TrainConfig) -> Tuple[List[Dataset], List[float], Opti
 
 
 def init_model(config: TrainConfig) -> Tuple[OS2DModel, ModelConfig]:
-    """The model to train: a fresh one (``model.init: untrained``) or a saved model."""
+    """The model to train: a fresh one (``model.init: untrained``) or a saved model.
+
+    With a saved model, its architecture is used: ``model.backbone`` / ``model.variant`` must be
+    unset or equal to the saved model's, and ``model.backbone_weights`` must keep its default
+    (the weights come from the saved model); anything else is refused, never silently ignored.
+    """
     m = config.model
     if m.init == "untrained":
-        model_config = ModelConfig(backbone=m.backbone, variant=m.variant, backbone_weights=m.backbone_weights)
+        model_config = ModelConfig(backbone=m.backbone or DEFAULT_BACKBONE, variant=m.variant or DEFAULT_VARIANT,
+                                   backbone_weights=m.backbone_weights)
         return build_model(model_config, seed=m.seed), model_config
     from os2d.zoo import load_model
 
-    return load_model(m.init)
+    model, model_config = load_model(m.init)
+    conflicts = [f"model.{key}={getattr(m, key)!r} but the model has {getattr(model_config, key)!r}"
+                 for key in ("backbone", "variant")
+                 if getattr(m, key) is not None and getattr(m, key) != getattr(model_config, key)]
+    if m.backbone_weights != DEFAULT_BACKBONE_WEIGHTS:
+        conflicts.append(f"model.backbone_weights={m.backbone_weights!r} does not apply (the weights come "
+                         f"from the model)")
+    if conflicts:
+        raise InvalidInputError(f"train config: model.init={m.init!r} is a saved model, and "
+                                f"{'; '.join(conflicts)}; remove these settings or use model.init: untrained")
+    return model, model_config
 
 
 def build_optimizer(params, cfg: OptimSection):
@@ -136,10 +163,16 @@ class Trainer:
         self.device = torch.device(config.device)
         torch.manual_seed(config.seed)
         self.model, self.model_config = init_model(config)
+        # the effective architecture goes into RUN_DIR/config.yaml (so --resume rebuilds the same)
+        self.config = config = config.model_copy(update={"model": config.model.model_copy(update={
+            "backbone": self.model_config.backbone, "variant": self.model_config.variant})})
         self.model.head.sample_dtype = torch.float32  # float64 is only for reference parity
         self.model.to(self.device)
         self.features = TrainFeatures(self.model, config.train_backbone, config.last_blocks)
         self.params = self.features.trainable_parameters()
+        trainable = {id(p) for p in self.params}
+        self.named_params = [(n, p) for n, p in self.model.named_parameters() if id(p) in trainable]
+        self.guard = FiniteGuard(self.model)
         if not self.params:
             raise InvalidInputError("nothing to train: the model has no trainable parameters")
         self.optimizer, self.scheduler = build_optimizer(self.params, config.optim)
@@ -165,15 +198,20 @@ class Trainer:
 
     def _restore(self) -> None:
         blob = load_checkpoint(self.run_dir)
-        self.model.load_state_dict(blob["model"])
-        self.optimizer.load_state_dict(blob["optimizer"])
-        self.scheduler.load_state_dict(blob["scheduler"])
-        if self.sampler.pool is not None and blob.get("sampler"):
-            self.sampler.pool.load_state_dict(blob["sampler"])
-        restore_rng_state(blob["rng"])
-        self.iteration = int(blob["iteration"])
+        try:
+            self.model.load_state_dict(blob["model"])
+            self.optimizer.load_state_dict(blob["optimizer"])
+            self.scheduler.load_state_dict(blob["scheduler"])
+            if self.sampler.pool is not None and blob.get("sampler"):
+                self.sampler.pool.load_state_dict(blob["sampler"])
+            restore_rng_state(blob["rng"])
+        except (RuntimeError, KeyError, TypeError, ValueError, IndexError) as err:
+            raise InvalidInputError(
+                f"training checkpoint {self.run_dir / CHECKPOINT_FILE} does not fit this run's config "
+                f"(changed model or optimizer settings?): {' '.join(str(err).split())[:300]}") from err
+        self.iteration = blob["iteration"]
         extra = blob.get("extra", {})
-        self.best_map = extra.get("best_map", -math.inf)
+        self.best_map = float(extra.get("best_map", -math.inf))
         self.best_iteration = extra.get("best_iteration")
         self.elapsed = float(extra.get("elapsed", 0.0))
         self.train_log.truncate_after(self.iteration)
@@ -182,23 +220,35 @@ class Trainer:
 
     # ------------------------------------------------------------------ steps
     def train_step(self, iteration: int) -> Dict[str, float]:
-        """One optimizer step on batch ``iteration``; returns the logged values."""
+        """One optimizer step on batch ``iteration``; returns the logged values.
+
+        Raises :class:`NonFiniteLossError` as soon as an activation, the loss, the gradient or a
+        parameter is not finite (before the optimizer applies a bad step).
+        """
         t0 = time.perf_counter()
         batch = self.sampler.batch(iteration)
         t1 = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
         mining = self.sampler.pool is not None
-        result = compute_batch_loss(self.features, batch, self.config.loss, device=self.device, per_patch=mining)
+        try:
+            with self.guard.active():
+                result = compute_batch_loss(self.features, batch, self.config.loss, device=self.device,
+                                            per_patch=mining)
+        except NonFiniteValue as err:
+            raise NonFiniteLossError(self._nonfinite_message(iteration, f"diverged: {err}")) from None
         values = result.as_floats()
-        if not math.isfinite(values["total"]):
-            raise NonFiniteLossError(self._nonfinite_message(iteration, f"loss {values}"))
+        if not all(math.isfinite(v) for v in values.values()):
+            raise NonFiniteLossError(self._nonfinite_message(iteration, f"non-finite loss {values}"))
         result.loss.total.backward()
         max_norm = self.config.optim.grad_clip if self.config.optim.grad_clip else math.inf
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, max_norm))
         if not math.isfinite(grad_norm):
-            raise NonFiniteLossError(self._nonfinite_message(iteration, f"gradient norm {grad_norm}"))
+            raise NonFiniteLossError(self._nonfinite_message(iteration, f"non-finite gradient norm {grad_norm}"))
         lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step()
+        bad = first_nonfinite_parameter(self.named_params)
+        if bad:
+            raise NonFiniteLossError(self._nonfinite_message(iteration, f"non-finite parameter {bad} after the step"))
         self.scheduler.step()
         if mining:
             self.sampler.record_losses(batch.specs, result.patch_losses)
@@ -211,8 +261,8 @@ class Trainer:
     def _nonfinite_message(self, iteration: int, what: str) -> str:
         ckpt = self.run_dir / CHECKPOINT_FILE
         kept = f"the last good checkpoint is kept: {ckpt}" if ckpt.exists() else "no checkpoint was written yet"
-        return (f"non-finite {what} at iteration {iteration + 1}; training stopped ({kept}). "
-                f"Lower optim.lr or set optim.grad_clip, then --resume.")
+        return (f"{what} at iteration {iteration + 1}; training stopped ({kept}). "
+                f"Lower optim.lr or set optim.grad_clip, then --resume (with --set optim.lr=...).")
 
     # ------------------------------------------------------------------ validation
     def evaluate(self) -> Optional[dict]:
@@ -252,8 +302,6 @@ class Trainer:
 
     def export(self, directory: Path, *, note: str = "") -> Path:
         """Save the current model with ``save_model`` (+ ``train_info.json``)."""
-        from dataclasses import replace
-
         config = replace(self.model_config, description=f"os2d train: iteration {self.iteration}. {note}".strip(),
                          class_size=self.config.batch.class_size)
         save_model(self.model, config, directory)
@@ -266,6 +314,7 @@ class Trainer:
         """Train up to ``optim.iterations``; returns a summary dict."""
         cfg = self.config
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.run_dir)
         if self.resume:
             self._restore()
         else:  # logs of an earlier attempt that died before its first checkpoint
