@@ -11,8 +11,9 @@ from typer.testing import CliRunner
 
 from shared_data import shared_path
 from os2d.eval.grocery import (
-    DEFAULT_SCALES, GroceryData, GroceryPhoto, evaluate_grocery_records, find_grocery_store, format_accuracy_table,
-    load_grocery, run_on_grocery, top1_accuracy, top1_predictions,
+    DEFAULT_SCALES, GROZI_SCALES, GroceryData, GroceryPhoto, evaluate_grocery_records, evenly_spaced,
+    find_grocery_store, format_accuracy_table, grozi_class_split, load_grocery, run_on_grocery, top1_accuracy,
+    top1_predictions,
 )
 from os2d.structures import Detections
 
@@ -154,3 +155,82 @@ def test_default_scales_put_a_typical_product_at_class_size():
     # a product filling 60-90 % of a 348 px photo is ~240 px (the class-image size) at some level
     for fraction in (0.6, 0.75, 0.9):
         assert min(abs(fraction * s - 240) for s in DEFAULT_SCALES) < 30
+
+
+# ------------------------------------------------------------------------------------- GroZi-120
+def test_grozi_class_split_is_every_second_class_by_numeric_id():
+    train, check = grozi_class_split(["10", "2", "0", "1", "3", "7"])
+    assert check == ["0", "2", "7"] and train == ["1", "3", "10"]  # sorted 0 1 2 3 7 10
+    with pytest.raises(ValueError, match="must be integers"):
+        grozi_class_split(["0", "Milk"])
+
+
+def test_evenly_spaced_keeps_first_and_last():
+    assert evenly_spaced(list("abcdefghij"), 3) == ["a", "e", "j"]  # positions 0, round(4.5) = 4, 9
+    assert evenly_spaced(list("abc"), 5) == ["a", "b", "c"] and evenly_spaced(list("abc"), None) == ["a", "b", "c"]
+    assert evenly_spaced(list("abc"), 1) == ["a"]
+    with pytest.raises(ValueError, match="at least 1"):
+        evenly_spaced(list("abc"), 0)
+
+
+def _write_grozi(tmp_path, counts):
+    """A tiny GroZi-120-like folder: class c has counts[c] photos c_video<N>.jpg, N = 1..n."""
+    (tmp_path / "iconic").mkdir()
+    lines = ["split,cls,file"]
+    for cls, n in counts.items():
+        Image.new("RGB", (30, 50)).save(tmp_path / "iconic" / f"{cls}.jpg")
+        (tmp_path / "photos" / cls).mkdir(parents=True)
+        for k in range(1, n + 1):
+            Image.new("RGB", (20, 40)).save(tmp_path / "photos" / cls / f"{cls}_video{k}.jpg")
+            lines.append(f"test,{cls},photos/{cls}/{cls}_video{k}.jpg")
+    (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
+    return tmp_path
+
+
+def test_load_grozi_like_folder_uses_check_classes_and_caps_photos(tmp_path):
+    root = _write_grozi(tmp_path, {"0": 12, "1": 3, "5": 2, "11": 7})
+    data = load_grocery(root)
+    assert data.kind == "grozi120" and data.name == "grozi120:test" and data.default_scales == GROZI_SCALES
+    assert data.class_names == ["0", "5"]  # sorted 0 1 5 11: positions 0 and 2
+    files = [ph.name for ph in data.photos]
+    # class 0: 5 of 12 photos spread over video1..video12 in numeric order; class 5: both
+    assert files == [f"photos/0/0_video{k}.jpg" for k in (1, 4, 7, 9, 12)] + \
+        ["photos/5/5_video1.jpg", "photos/5/5_video2.jpg"]
+    train = load_grocery(root, classes="train", max_per_class=None)
+    assert train.class_names == ["1", "11"] and len(train) == 10
+    assert len(load_grocery(root, classes="all", max_per_class=2)) == 8
+    with pytest.raises(ValueError, match="classes must be one of"):
+        load_grocery(root, classes="some")
+    with pytest.raises(ValueError, match="at least 1"):
+        load_grocery(root, max_per_class=0)
+
+
+def test_check_classes_need_a_grozi_folder():
+    with pytest.raises(ValueError, match="needs a GroZi-120 folder"):
+        load_grocery(shared_path("data", "grocery-store"), classes="check")
+
+
+def test_load_real_grozi120():
+    root = shared_path("data", "grozi120")
+    assert find_grocery_store("grozi120", root.parent) == root
+    data = load_grocery(root)
+    train = load_grocery(root, classes="train", max_per_class=None)
+    assert len(data.class_names) == 50 and len(train.class_names) == 50
+    assert not set(data.class_names) & set(train.class_names)
+    assert data.class_names[:5] == ["0", "2", "4", "7", "9"]  # 5 is not a GroZi-120 class here
+    assert len(data) == 250 and {ph.label for ph in data.photos} == set(data.class_names)
+    assert len(load_grocery(root, max_per_class=None)) == 1468
+    assert all(v[0].parent.name == "iconic" for v in data.class_images.values())
+
+
+def test_grozi_end_to_end_on_real_photos():
+    from os2d.eval.methods import build_method
+
+    data = load_grocery(shared_path("data", "grozi120")).head(4)
+    assert [ph.label for ph in data.photos] == ["0", "2", "4", "7"]  # one photo of each of 4 classes
+    runner = build_method("sift")
+    records = run_on_grocery(data, runner.detect_fn(runner.prepare_classes(data.class_images)), progress=False)
+    result = evaluate_grocery_records(data, records)
+    assert result["task"] == "grozi120 top-1 recognition" and result["dataset"] == "grozi120:test"
+    assert result["num_photos"] == 4 and result["num_classes"] == 50
+    assert set(result["predictions"].values()) <= set(data.class_names) | {None}

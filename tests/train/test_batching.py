@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 from os2d.data.datasets.base import Dataset, SceneRecord
-from os2d.train.batching import (BatchSampler, HardPatchPool, PatchSpec, choose_offset, choose_scale, crop_boxes,
-                                 render_patch)
+from os2d.train.batching import (BatchSampler, HardPatchPool, Patch, PatchSpec, choose_offset, choose_scale,
+                                 crop_boxes, render_patch)
 from os2d.train.config import BatchSection
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
@@ -191,3 +191,70 @@ def test_hard_patch_mining_resamples_pool_patches(toy):
     sampler.record_losses(first.specs, [1.0, 2.0])
     second = sampler.batch(1)
     assert set(second.specs) == set(first.specs) and len(sampler.pool) == 0
+
+
+# ------------------------------------------------------------------------------------- hard negatives
+SIMILAR = {"red": ["magenta", "cyan", "green"], "green": ["cyan", "blue"], "blue": ["cyan", "magenta"],
+           "cyan": ["blue", "green"]}
+
+
+def _patch(labels, dataset=0):
+    return Patch(image=torch.zeros(3, 8, 8), boxes=np.zeros((len(labels), 4)), labels=list(labels),
+                 difficult=np.zeros(len(labels), bool), spec=PatchSpec(dataset, 0, 1.0, 0, 0))
+
+
+def test_hard_negatives_follow_similarity_round_robin(toy):
+    sampler = _sampler(toy, class_batch=5)
+    sampler.similar = [SIMILAR]
+    keys, num_pos = sampler.choose_classes([_patch(["red"]), _patch(["green"])], np.random.default_rng(0))
+    names = [k[1] for k in keys]
+    assert num_pos == 2 and names[:2] == ["red", "green"]
+    # rank 0: red -> magenta, green -> cyan; rank 1: red -> cyan (taken), green -> blue
+    assert names[2:5] == ["magenta", "cyan", "blue"]
+    keys, _ = sampler.choose_classes([_patch(["red"]), _patch(["green"])], np.random.default_rng(0))
+    assert [k[1] for k in keys] == names  # no randomness in the hard part
+    sampler.hard_negatives = 1
+    keys, _ = sampler.choose_classes([_patch(["red"]), _patch(["green"])], np.random.default_rng(0))
+    assert [k[1] for k in keys][2:4] == ["magenta", "cyan"] and len(keys) == 5  # then one random fill
+
+
+def test_hard_negatives_skip_positives_and_respect_the_limit(toy):
+    sampler = _sampler(toy, class_batch=3)
+    sampler.similar = [SIMILAR]
+    keys, num_pos = sampler.choose_classes([_patch(["blue", "cyan"])], np.random.default_rng(1))
+    # rank 0: blue -> cyan and cyan -> blue are positives; rank 1: blue -> magenta fills the one slot
+    assert num_pos == 2 and [k[1] for k in keys] == ["blue", "cyan", "magenta"]
+
+
+def test_without_similar_classes_batches_are_unchanged(toy):
+    plain = _sampler(toy)
+    assert plain.similar == [{}]  # the toy dataset has no similar_classes.json
+    explicit = BatchSampler([toy], [1.0], plain.config, anchor_size=240, pixel_mean=MEAN, pixel_std=STD, seed=3,
+                            similar_classes=[{}], hard_negatives=0)
+    assert all(plain.batch(i).class_keys == explicit.batch(i).class_keys for i in range(6))
+    with pytest.raises(ValueError, match="one similar-classes mapping per dataset"):
+        BatchSampler([toy], [1.0], plain.config, anchor_size=240, pixel_mean=MEAN, pixel_std=STD,
+                     similar_classes=[{}, {}])
+    with pytest.raises(ValueError, match="hard_negatives must be >= 0"):
+        BatchSampler([toy], [1.0], plain.config, anchor_size=240, pixel_mean=MEAN, pixel_std=STD, hard_negatives=-1)
+
+
+def test_sampler_reads_the_datasets_similar_classes_file(toy, tmp_path):
+    from os2d.train.similar_classes import write_similar_classes
+
+    images = tmp_path / "classes" / "images"
+    images.mkdir(parents=True)
+    class_images = {}
+    for name in COLORS:
+        Image.new("RGB", (60, 30), COLORS[name]).save(images / f"{name}.png")
+        class_images[name] = [images / f"{name}.png"]
+    write_similar_classes(tmp_path / "classes" / "similar_classes.json",
+                          {"red": ["magenta", "nope", "red"], "gone": ["red"]})
+    dataset = Dataset("toy2", list(COLORS), class_images, toy.images)
+    sampler = BatchSampler([dataset], [1.0], _sampler(toy).config, anchor_size=240, pixel_mean=MEAN, pixel_std=STD)
+    assert sampler.similar == [{"red": ["magenta"]}]  # unknown classes and the class itself are dropped
+    for it in range(10):
+        batch = sampler.batch(it)
+        positives = batch.class_keys[:batch.num_positive_classes]
+        if (0, "red") in positives and (0, "magenta") not in positives:
+            assert (0, "magenta") in batch.class_keys[batch.num_positive_classes:]

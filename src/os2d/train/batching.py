@@ -5,8 +5,10 @@ is resampled: a random non-difficult GT box is picked, the scale is chosen so th
 ``sqrt(w*h)`` lands in ``anchor_size * object_scale`` (log-uniform), and the patch is a random
 crop that contains that box. Boxes are mapped to the patch, clipped, and dropped (coverage below
 ``remove_coverage``) or marked difficult (below ``keep_coverage``) when truncated. The class batch
-is the classes annotated (non-difficult) in the batch plus random negative classes, up to
-``class_batch``.
+is the classes annotated (non-difficult) in the batch, then *hard negatives* -- for each of them,
+its most similar other classes of the same dataset (``classes/similar_classes.json``, see
+:mod:`os2d.train.similar_classes`; e.g. flavour variants of the same brand) -- then random
+negative classes, up to ``class_batch``.
 
 Everything random comes from ``np.random.default_rng([seed, iteration])``: batch ``i`` depends
 only on the seed, ``i`` and the hard-patch pool (when hard patch mining is on).
@@ -26,8 +28,12 @@ from os2d.data.images import load_image
 from os2d.data.preprocess import check_class_image_size, resize, size_by_area, to_tensor
 from os2d.errors import InvalidInputError
 from os2d.train.config import BatchSection
+from os2d.train.similar_classes import find_similar_classes
 
 ClassKey = Tuple[int, str]  # (dataset index, class name)
+
+#: Hard negatives per positive class (from the dataset's similar classes) in a class batch.
+HARD_NEGATIVES_PER_POSITIVE = 2
 
 
 @dataclass(frozen=True)
@@ -179,10 +185,15 @@ class BatchSampler:
         config: the ``batch`` section of the training config.
         anchor_size: anchor side in network pixels (``model.head.anchor_size``).
         pixel_mean, pixel_std: the backbone's normalisation (patches are padded with the mean).
+        similar_classes: per dataset, class -> most similar other classes (default: each
+            dataset's ``similar_classes.json``, none when absent).
+        hard_negatives: how many of a positive class's similar classes join the class batch.
     """
 
     def __init__(self, datasets: Sequence[Dataset], weights: Sequence[float], config: BatchSection, *,
-                 anchor_size: float, pixel_mean: Sequence[float], pixel_std: Sequence[float], seed: int = 0) -> None:
+                 anchor_size: float, pixel_mean: Sequence[float], pixel_std: Sequence[float], seed: int = 0,
+                 similar_classes: Optional[Sequence[Dict[str, List[str]]]] = None,
+                 hard_negatives: int = HARD_NEGATIVES_PER_POSITIVE) -> None:
         if not datasets:
             raise InvalidInputError("no training datasets given")
         if len(weights) != len(datasets) or any(w <= 0 for w in weights):
@@ -197,6 +208,15 @@ class BatchSampler:
         self.pool = HardPatchPool(config.hard_pool_size) if config.hard_patch_mining else None
         self._class_cache: Dict[Tuple[int, str, int], torch.Tensor] = {}
         self.classes: List[List[str]] = [list(ds.class_names) for ds in self.datasets]
+        if similar_classes is None:
+            similar_classes = [find_similar_classes(ds.class_images) for ds in self.datasets]
+        if len(similar_classes) != len(self.datasets):
+            raise InvalidInputError(f"need one similar-classes mapping per dataset, got {len(similar_classes)} "
+                                    f"for {len(self.datasets)} datasets")
+        if hard_negatives < 0:
+            raise InvalidInputError(f"hard_negatives must be >= 0, got {hard_negatives}")
+        self.similar = [dict(m) for m in similar_classes]
+        self.hard_negatives = int(hard_negatives)
 
     # ------------------------------------------------------------------ patches
     def sample_spec(self, rng: np.random.Generator) -> PatchSpec:
@@ -261,8 +281,22 @@ class BatchSampler:
             self._class_cache[cache_key] = to_tensor(pil, mean=self.mean, std=self.std)
         return cache_key, self._class_cache[cache_key]
 
+    def hard_negative_keys(self, positives: Sequence[ClassKey], room: int) -> List[ClassKey]:
+        """Up to ``room`` similar classes of the positives, round-robin: the most similar class of
+        every positive first, then the second ones, ... (``hard_negatives`` ranks; no rng)."""
+        chosen: List[ClassKey] = []
+        taken = set(positives)
+        for rank in range(self.hard_negatives):
+            for d, name in positives:
+                similar = self.similar[d].get(name, [])
+                if rank < len(similar) and len(chosen) < room and (d, similar[rank]) not in taken:
+                    chosen.append((d, similar[rank]))
+                    taken.add((d, similar[rank]))
+        return chosen
+
     def choose_classes(self, patches: Sequence[Patch], rng: np.random.Generator) -> Tuple[List[ClassKey], int]:
-        """Annotated (non-difficult) classes of the batch, then random negatives up to ``class_batch``."""
+        """Annotated (non-difficult) classes of the batch, their hard negatives, then random
+        negatives up to ``class_batch``. Returns (class keys, number of positive classes)."""
         limit = self.config.class_batch
         positives: List[ClassKey] = []
         for p in patches:
@@ -273,11 +307,13 @@ class BatchSampler:
         if len(positives) > limit:
             keep = np.sort(rng.choice(len(positives), size=limit, replace=False))
             positives = [positives[i] for i in keep]
+        hard = self.hard_negative_keys(positives, limit - len(positives))
+        chosen = set(positives) | set(hard)
         used = sorted({p.spec.dataset for p in patches})
-        pool = [(d, name) for d in used for name in self.classes[d] if (d, name) not in positives]
-        need = min(limit - len(positives), len(pool))
+        pool = [(d, name) for d in used for name in self.classes[d] if (d, name) not in chosen]
+        need = min(limit - len(chosen), len(pool))
         negatives = [pool[i] for i in rng.choice(len(pool), size=need, replace=False)] if need > 0 else []
-        return positives + negatives, len(positives)
+        return positives + hard + negatives, len(positives)
 
     # ------------------------------------------------------------------ batches
     def batch(self, iteration: int) -> TrainBatch:
