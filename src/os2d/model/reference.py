@@ -6,6 +6,7 @@ from typing import Dict, Tuple
 
 import torch
 
+from os2d.backbones.torch_files import load_tensor_file
 from os2d.errors import InvalidInputError
 
 _BACKBONE_PREFIX = "net_feature_maps."
@@ -55,12 +56,11 @@ def map_reference_state(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tenso
 
 
 def read_reference_checkpoint(path: Path) -> Dict[str, torch.Tensor]:
-    """Read the ``net`` state dict of a reference checkpoint with ``weights_only=True``."""
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # corrupt/truncated files raise RuntimeError, EOFError, UnpicklingError...
-        raise InvalidInputError(f"cannot read checkpoint {path}: it is corrupt, truncated or not a PyTorch file ({err})") from err
+    """Read the ``net`` state dict of a reference checkpoint with ``weights_only=True`` (a file
+    that needs more than tensors and plain containers is refused unread, in one line)."""
+    blob = load_tensor_file(path, what="checkpoint")
     state = blob.get("net", blob) if isinstance(blob, dict) else None
-    if not isinstance(state, dict) or not is_reference_state(state):
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()) \
+            or not is_reference_state(state):
         raise InvalidInputError(f"{path} is not an OS2D reference checkpoint (no 'net' state dict with OS2D keys)")
     return state
