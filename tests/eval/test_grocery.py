@@ -234,3 +234,9 @@ def test_grozi_end_to_end_on_real_photos():
     assert result["task"] == "grozi120 top-1 recognition" and result["dataset"] == "grozi120:test"
     assert result["num_photos"] == 4 and result["num_classes"] == 50
     assert set(result["predictions"].values()) <= set(data.class_names) | {None}
+
+
+def test_grozi_scales_put_a_typical_crop_at_class_size():
+    # the product fills a median 153x83 crop: sqrt(area) = 0.74 x the level's longer side
+    for w, h in ((153, 83), (120, 100), (200, 60)):
+        assert min(abs(s * (min(w, h) / max(w, h)) ** 0.5 - 240) for s in GROZI_SCALES) < 40
