@@ -16,7 +16,8 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from os2d.errors import InputNotFoundError, InvalidInputError
+from os2d.data.images import check_image_file
+from os2d.errors import InputTooLargeError, InvalidInputError
 
 logger = logging.getLogger(__name__)
 
@@ -190,13 +191,14 @@ def read_image_size(path: Path, *, what: str = "scene image") -> Tuple[int, int]
     orientation that swaps the axes, since ``load_image`` applies it and the boxes would then
     refer to a transposed frame.
     """
-    if not path.is_file():
-        raise InputNotFoundError(f"{what} not found: {path}")
+    check_image_file(Path(path), what=what)
     try:
         with Image.open(path) as img:
             size = (int(img.width), int(img.height))
             orientation = img.getexif().get(_EXIF_ORIENTATION_TAG, 1)
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+    except Image.DecompressionBombError as err:
+        raise InputTooLargeError(f"{what} is too large ({err}): {path}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise InvalidInputError(f"{what} is not a readable image ({err}): {path}") from err
     if orientation in _TRANSPOSING_ORIENTATIONS:
         logger.warning("%s %s has EXIF orientation %d: annotations refer to the stored pixels, "

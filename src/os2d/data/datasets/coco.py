@@ -42,11 +42,15 @@ logger = logging.getLogger(__name__)
 
 def load_coco_json(json_path: Path) -> dict:
     """Parse and shape-check a COCO JSON file."""
-    if not json_path.is_file():
+    if not json_path.exists():
         raise InputNotFoundError(f"COCO annotation file not found: {json_path}")
+    if not json_path.is_file():
+        raise InvalidInputError(f"COCO annotation file is not a regular file: {json_path}")
     try:
         data = json.loads(json_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    except UnicodeDecodeError as err:
+        raise InvalidInputError(f"COCO annotation file is not UTF-8 text (offset {err.start}): {json_path}") from None
+    except json.JSONDecodeError as err:
         raise InvalidInputError(f"COCO annotation file is not valid JSON ({err}): {json_path}") from err
     if not isinstance(data, dict):
         raise InvalidInputError(f"COCO annotation file must hold a JSON object: {json_path}")
@@ -61,8 +65,9 @@ def load_coco_json(json_path: Path) -> dict:
 def _categories(data: dict, json_path: Path) -> Dict[int, dict]:
     out: Dict[int, dict] = {}
     for i, cat in enumerate(data["categories"]):
-        if not isinstance(cat, dict) or "id" not in cat or not isinstance(cat.get("name"), str):
-            raise InvalidInputError(f"{json_path}: categories[{i}] needs an 'id' and a string 'name'")
+        if not isinstance(cat, dict) or not _is_id(cat.get("id")) or not isinstance(cat.get("name"), str):
+            raise InvalidInputError(f"{json_path}: categories[{i}] needs an 'id' (integer or string) and a "
+                                    f"string 'name', got {_short(cat)}")
         if cat["id"] in out:
             raise InvalidInputError(f"{json_path}: duplicate category id {cat['id']!r}")
         out[cat["id"]] = cat
@@ -76,26 +81,49 @@ def _categories(data: dict, json_path: Path) -> Dict[int, dict]:
 def _image_entries(data: dict, json_path: Path, image_root: Path) -> Dict[object, dict]:
     out: Dict[object, dict] = {}
     for i, img in enumerate(data["images"]):
-        if not isinstance(img, dict) or "id" not in img or not isinstance(img.get("file_name"), str):
-            raise InvalidInputError(f"{json_path}: images[{i}] needs an 'id' and a string 'file_name'")
+        if not isinstance(img, dict) or not _is_id(img.get("id")) or not isinstance(img.get("file_name"), str):
+            raise InvalidInputError(f"{json_path}: images[{i}] needs an 'id' (integer or string) and a string "
+                                    f"'file_name', got {_short(img)}")
         if img["id"] in out:
             raise InvalidInputError(f"{json_path}: duplicate image id {img['id']!r}")
         path = image_root / img["file_name"]
         if not path.is_file():
             raise InputNotFoundError(f"scene image {img['file_name']!r} (image id {img['id']}) not found: {path}")
-        w, h = img.get("width"), img.get("height")
-        size = (int(w), int(h)) if w and h else read_image_size(path)
+        size = _declared_size(img, f"{json_path}: images[{i}] ({img['file_name']!r})") or read_image_size(path)
         out[img["id"]] = {"file_name": img["file_name"], "path": path, "size": size}
     return out
+
+
+def _is_id(value) -> bool:
+    return (isinstance(value, int) and not isinstance(value, bool)) or isinstance(value, str)
+
+
+def _short(value, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _declared_size(img: dict, where: str) -> Optional[Tuple[int, int]]:
+    """``(width, height)`` from an ``images`` entry; None when absent or 0 (then the file header
+    is read); anything but a whole number of pixels is an error."""
+    w, h = img.get("width"), img.get("height")
+    for key, value in (("width", w), ("height", h)):
+        ok = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                               and math.isfinite(value) and value >= 0 and float(value).is_integer())
+        if not ok:
+            raise InvalidInputError(f"{where}: {key!r} must be a whole number of pixels, got {value!r}")
+    if not w or not h:
+        return None
+    return int(w), int(h)
 
 
 def _parse_annotation(ann: dict, index: int, json_path: Path, images: dict, cats: dict):
     where = f"{json_path}: annotations[{index}]"
     if not isinstance(ann, dict):
         raise InvalidInputError(f"{where} is not an object")
-    if ann.get("image_id") not in images:
+    if not _is_id(ann.get("image_id")) or ann.get("image_id") not in images:
         raise InvalidInputError(f"{where} refers to unknown image id {ann.get('image_id')!r}")
-    if ann.get("category_id") not in cats:
+    if not _is_id(ann.get("category_id")) or ann.get("category_id") not in cats:
         raise InvalidInputError(f"{where} refers to unknown category id {ann.get('category_id')!r}")
     bbox = ann.get("bbox")
     if (not isinstance(bbox, (list, tuple)) or len(bbox) != 4

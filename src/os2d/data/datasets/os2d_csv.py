@@ -17,6 +17,7 @@ Extra columns (e.g. the unnamed index column written by pandas) are ignored.
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
 from dataclasses import dataclass
@@ -52,16 +53,33 @@ class CsvRow:
     split: str
 
 
+def read_csv_text(csv_path: Path) -> str:
+    """The text of an annotation CSV (UTF-8, optional BOM); errors name the file and line."""
+    if not csv_path.exists():
+        raise InputNotFoundError(f"annotation CSV not found: {csv_path}")
+    if not csv_path.is_file():
+        raise InvalidInputError(f"annotation CSV is not a regular file: {csv_path}")
+    data = csv_path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        bad = data[err.start:err.start + 4]
+        raise InvalidInputError(f"{csv_path}:{line}: not UTF-8 text (byte {bad[:1]!r} at offset {err.start}); "
+                                f"save the CSV as UTF-8") from None
+
+
 def read_csv_rows(csv_path: Path) -> List[dict]:
     """Rows of an annotation CSV as dicts (header names stripped), with reference defaults."""
-    if not csv_path.is_file():
-        raise InputNotFoundError(f"annotation CSV not found: {csv_path}")
-    with open(csv_path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
+    text = read_csv_text(csv_path)
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
         if reader.fieldnames is None:
             raise InvalidInputError(f"annotation CSV is empty (no header): {csv_path}")
         columns = [c.strip() for c in reader.fieldnames]
         rows = [{k.strip(): (v or "").strip() for k, v in r.items() if k is not None} for r in reader]
+    except csv.Error as err:
+        raise InvalidInputError(f"{csv_path}:{reader.line_num + 1}: not a valid CSV line ({err})") from None
     if "imagefilename" not in columns and "imageid" in columns:
         for r in rows:
             r["imagefilename"] = f"{r['imageid']}.jpg"
