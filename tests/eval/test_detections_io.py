@@ -90,9 +90,14 @@ def test_records_to_predictions_groups_by_image():
     np.testing.assert_array_equal(preds[0].boxes, [[1, 2, 3, 4]])
 
 
-def test_error_unknown_class():
-    with pytest.raises(ValueError, match="class 'cat' is not a class of the dataset"):
-        records_to_predictions([REC], file_names=["a.jpg"], class_names=["dog"])
+def test_unknown_class_is_ignored_with_a_warning(caplog):
+    other = dict(REC, **{"class": "cow"})
+    dog = dict(REC, **{"class": "dog"})
+    with caplog.at_level("WARNING", logger="os2d.eval.detections_io"):
+        preds = records_to_predictions([REC, other, other, dog], file_names=["a.jpg"], class_names=["dog"])
+    assert preds[0].labels.tolist() == [0]  # only the dog record is evaluated
+    assert "ignored 3 detections of 2 classes without ground truth" in caplog.text
+    assert "'cat', 'cow'" in caplog.text
 
 
 def test_error_unknown_image():

@@ -48,9 +48,16 @@ def test_no_detections():
     assert res["map"] == 0.0 and res["recall"] == 0.0
 
 
-def test_error_unknown_class():
-    with pytest.raises(ValueError, match="class 'cow'"):
-        evaluate_detections(_dataset(), [_rec("a.jpg", "cow", 0.9, [0, 0, 1, 1])])
+def test_classes_without_ground_truth_are_ignored(caplog):
+    recs = [_rec("a.jpg", "cat", 0.9, [0, 0, 10, 10]), _rec("a.jpg", "dog", 0.7, [20, 20, 30, 30])]
+    extra = [_rec("a.jpg", "cow", 0.99, [0, 0, 10, 10]), _rec("b.jpg", "c06", 0.5, [0, 0, 5, 5])]
+    with caplog.at_level("WARNING"):
+        res = evaluate_detections(_dataset(), recs + extra)
+    plain = evaluate_detections(_dataset(), recs)
+    assert res["map"] == plain["map"] == 1.0 and res["ap_per_class"] == plain["ap_per_class"]
+    assert res["ignored_detections"] == 2 and res["ignored_classes"] == ["c06", "cow"]
+    assert res["num_detections"] == 2 and plain["ignored_detections"] == 0
+    assert "ignored 2 detections of 2 classes without ground truth" in caplog.text
 
 
 def test_error_unknown_image():

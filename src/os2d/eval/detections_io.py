@@ -10,7 +10,7 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Iterable, List, Sequence
+from typing import Dict, Iterable, List, Sequence, Tuple
 
 import numpy as np
 
@@ -95,22 +95,46 @@ def records_from_detections(detections: Iterable[Detections]) -> List[dict]:
     return out
 
 
+def split_known_classes(records: Sequence[dict], class_names: Sequence[str]) -> Tuple[List[dict], Dict[str, int]]:
+    """(records of the known classes, {other class: number of its records}).
+
+    The reference protocol evaluates only classes with ground truth: a detection of any other
+    class has no AP to count towards (its AP is undefined), so such records are set aside.
+    """
+    known = set(class_names)
+    kept: List[dict] = []
+    ignored: Dict[str, int] = {}
+    for rec in records:
+        if rec["class"] in known:
+            kept.append(rec)
+        else:
+            ignored[rec["class"]] = ignored.get(rec["class"], 0) + 1
+    return kept, ignored
+
+
 def records_to_predictions(records: Sequence[dict], *, file_names: Sequence[str],
                            class_names: Sequence[str]) -> List[ImagePred]:
     """Group records by image into :class:`ImagePred` (labels = index in ``class_names``).
 
-    Raises ``ValueError`` for a record whose image is not in ``file_names`` or whose class is
-    not in ``class_names``. Boxes are assumed to be in the images' original pixels.
+    Records of classes that are not in ``class_names`` (no ground truth in the dataset) are
+    ignored with a warning giving their count (see :func:`split_known_classes`). Raises
+    ``ValueError`` for a record whose image is not in ``file_names``. Boxes are assumed to be in
+    the images' original pixels.
     """
     image_index = {name: i for i, name in enumerate(file_names)}
     class_index = {name: i for i, name in enumerate(class_names)}
     grouped: List[list] = [[] for _ in file_names]
-    for i, rec in enumerate(validate_records(list(records))):
+    clean = validate_records(list(records))
+    for i, rec in enumerate(clean):
         if rec["image"] not in image_index:
             raise InvalidInputError(f"detection {i}: image {rec['image']!r} is not in the dataset")
-        if rec["class"] not in class_index:
-            raise InvalidInputError(f"detection {i}: class {rec['class']!r} is not a class of the dataset "
-                             f"({len(class_names)} classes)")
+    kept, ignored = split_known_classes(clean, class_names)
+    if ignored:
+        names = sorted(ignored)
+        logger.warning("ignored %d detections of %d classes without ground truth in the dataset "
+                       "(their AP is undefined): %s%s", sum(ignored.values()), len(names),
+                       ", ".join(repr(n) for n in names[:10]), " ..." if len(names) > 10 else "")
+    for rec in kept:
         grouped[image_index[rec["image"]]].append(rec)
     return [
         ImagePred(

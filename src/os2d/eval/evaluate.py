@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from os2d.data.datasets.base import Dataset
 from os2d.errors import InvalidTypeError
-from os2d.eval.detections_io import records_to_predictions
+from os2d.eval.detections_io import records_to_predictions, split_known_classes, validate_records
 from os2d.eval.voc import ImageGT, voc_evaluation
 from os2d.structures import Detections
 
@@ -45,12 +45,15 @@ def evaluate_detections(dataset: Dataset, records: Sequence[dict], *, iou_thresh
     Returns a JSON-ready dict: ``dataset``, ``iou_thresh``, ``use_07_metric``, ``map``,
     ``map_weighted``, ``recall``, ``ap_joint_classes``, ``ap_per_class`` / ``recall_per_class``
     (class name -> value, ``None`` when undefined), ``n_pos`` (class name -> non-difficult GT
-    count), ``num_images``, ``num_classes``, ``num_detections``. Raises ``ValueError`` for a
-    record whose class or image is not in the dataset.
+    count), ``num_images``, ``num_classes``, ``num_detections`` (records evaluated) and
+    ``ignored_detections`` / ``ignored_classes`` (records of classes without ground truth in the
+    dataset, which the reference protocol ignores: their AP is undefined; a warning is logged).
+    Raises ``ValueError`` for a record whose image is not in the dataset.
     """
     names = dataset.class_names
     preds = records_to_predictions(records, file_names=[r.file_name for r in dataset.images],
                                    class_names=names)
+    _, ignored = split_known_classes(validate_records(list(records)), names)
     result = voc_evaluation(dataset_ground_truth(dataset), preds, iou_thresh=iou_thresh,
                             use_07_metric=use_07_metric, num_classes=len(names))
     return {
@@ -60,7 +63,9 @@ def evaluate_detections(dataset: Dataset, records: Sequence[dict], *, iou_thresh
         "ap_per_class": {n: _clean(v) for n, v in zip(names, result.ap_per_class)},
         "recall_per_class": {n: _clean(v) for n, v in zip(names, result.recall_per_class)},
         "n_pos": {n: int(v) for n, v in zip(names, result.n_pos)},
-        "num_images": len(dataset), "num_classes": len(names), "num_detections": len(records),
+        "num_images": len(dataset), "num_classes": len(names),
+        "num_detections": len(records) - sum(ignored.values()),
+        "ignored_detections": sum(ignored.values()), "ignored_classes": sorted(ignored),
     }
 
 
