@@ -22,7 +22,7 @@ DEFAULTS = {"max_upload_mb": 20.0, "max_megapixels": 40.0}
 def serve(
     catalog: Path = typer.Option(..., "--catalog", help="Catalog folder (created when missing; kept across restarts)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
-    port: int = typer.Option(8000, "--port", help="TCP port."),
+    port: int = typer.Option(8000, "--port", help="TCP port (0: a free one, printed at start)."),
     model: str = typer.Option("default", "--model", "-m", help="Built-in model (default, untrained) or checkpoint path."),
     workers: int = typer.Option(1, "--workers", help="Worker processes (each loads the model once)."),
     mode: str = typer.Option("exact", "--mode", help="Default detection mode: exact or fast (requests may choose)."),
@@ -30,6 +30,7 @@ def serve(
     rebuild: bool = typer.Option(False, "--rebuild", help="Recompute the catalog's features if it was built with another model."),
     scales: Optional[str] = typer.Option(None, "--scales", help="Scene longer side in pixels per pyramid level, e.g. 640,1024 (default: the model's pyramid)."),
     base_size: Optional[int] = typer.Option(None, "--base-size", help="Base scene size of the default pyramid."),
+    class_size: Optional[int] = typer.Option(None, "--class-size", help="Class images are resized so that h*w ~= class_size^2 (the catalog is stamped with it)."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Default score threshold (requests may override)."),
     max_dets: Optional[int] = typer.Option(None, "--max-dets", help="Default detections per image (requests may override)."),
     max_upload_mb: float = typer.Option(DEFAULTS["max_upload_mb"], "--max-upload-mb", help="Largest request body in MiB (413 beyond)."),
@@ -56,7 +57,7 @@ def serve(
         raise InvalidInputError(f"--shutdown-timeout must be between 0 and 3600 seconds, got {shutdown_timeout}")
     settings = build_settings(
         catalog=catalog, model=model, mode=mode, threads=parse_threads(threads), workers=workers, rebuild=rebuild,
-        scales=parse_scales(scales), base_size=base_size, score_threshold=threshold, max_detections=max_dets,
+        scales=parse_scales(scales), base_size=base_size, class_size=class_size, score_threshold=threshold, max_detections=max_dets,
         device=device, max_upload_bytes=_whole(max_upload_mb * 1024 * 1024, "--max-upload-mb"),
         max_pixels=_whole(max_megapixels * 1_000_000, "--max-megapixels"),
         max_images_per_class=max_images_per_class, max_classes=max_classes, queue_size=queue_size,
@@ -81,8 +82,8 @@ def _whole(value: float, option: str) -> int:
 
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket on ``host:port``; one clear error when it is taken or not an address here."""
-    if not 0 < port < 65536:
-        raise InvalidInputError(f"--port must be between 1 and 65535, got {port}")
+    if not 0 <= port < 65536:
+        raise InvalidInputError(f"--port must be between 0 and 65535, got {port}")
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as err:

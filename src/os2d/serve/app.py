@@ -13,6 +13,7 @@ import logging
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, List, Optional
+from urllib.parse import quote
 
 from fastapi import FastAPI, File, Form, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
@@ -137,7 +138,7 @@ def _add_routes(app: FastAPI, service: Service, metrics: Metrics) -> None:
                                         max_pixels=limits.max_pixels) for n, part in enumerate(images)]
         done = await service.queue.run(lambda cancel: service.add_class(name, blobs, cancel))
         request_state(request.scope)["log"].update(classes=1, images=len(blobs))
-        response.headers["Location"] = f"/classes/{name}"
+        response.headers["Location"] = f"/classes/{quote(name, safe='')}"
         return done.value
 
     @app.delete("/classes/{name}", status_code=204, summary="Delete a class")

@@ -57,6 +57,7 @@ class ServeSettings(BaseModel):
         workers: worker processes (only used to choose ``threads``).
         rebuild: recompute the catalog's features when it was built with another model.
         scales / base_size / score_threshold / max_detections: detection defaults (None: the model's).
+        class_size: class-image size (None: the model's); part of the catalog's stamp.
         device: torch device.
         trash_grace_s: files no longer referenced by the catalog are deleted this long after the
             change (detections that started before it can still read them).
@@ -71,6 +72,7 @@ class ServeSettings(BaseModel):
     rebuild: bool = False
     scales: Optional[Tuple[float, ...]] = None
     base_size: Optional[int] = None
+    class_size: Optional[int] = None
     score_threshold: Optional[float] = None
     max_detections: Optional[int] = None
     device: str = "cpu"
@@ -86,7 +88,7 @@ class ServeSettings(BaseModel):
 
     def detector_settings(self) -> dict:
         """Keyword settings for :meth:`os2d.Detector.load` (``None`` keeps the model's)."""
-        return {"method": self.mode, "scales": self.scales, "base_size": self.base_size,
+        return {"method": self.mode, "scales": self.scales, "base_size": self.base_size, "class_size": self.class_size,
                 "score_threshold": self.score_threshold, "max_detections": self.max_detections}
 
     def torch_threads(self) -> int:
