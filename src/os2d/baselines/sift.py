@@ -83,6 +83,11 @@ class SiftClassBank:
     def __len__(self) -> int:
         return len(self.class_names)
 
+    @property
+    def names(self) -> List[str]:
+        """The class names (the same attribute name as :class:`os2d.inference.bank.ClassBank`)."""
+        return self.class_names
+
     def subset(self, names: Sequence[str]) -> "SiftClassBank":
         """A bank with only the named classes, in the given order."""
         index = {name: i for i, name in enumerate(self.class_names)}

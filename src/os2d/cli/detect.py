@@ -1,7 +1,8 @@
-"""``os2d detect``: find class images in scene images."""
+"""``os2d detect``: find class images (or a catalog's classes) in scene images, files or batches."""
 from __future__ import annotations
 
 import logging
+import time
 from importlib import resources
 from pathlib import Path
 from typing import List, Optional
@@ -11,124 +12,195 @@ from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
-from os2d.cli.common import (
-    check_output,
-    parse_class_args,
-    parse_scales,
-    progress_enabled,
-)
-from os2d.detector import Detector
-from os2d.inference.registry import CLI_METHODS, resolve_method
-from os2d.inference.settings import AUGMENTATIONS
-
-RESIZE_RULES = ("longer-side", "area")
-from os2d.errors import InputNotFoundError, InvalidInputError
+from os2d.batch import BatchJob, JsonlWriter, expand_images, run_batch
+from os2d.batch.runner import detect_record
+from os2d.cli import options as opt
+from os2d.cli.common import parse_class_args, progress_enabled
+from os2d.cli.outputs import OutputPlan, detections_from_line, plan_outputs
+from os2d.errors import InvalidInputError
+from os2d.inference.registry import resolve_method
+from os2d.inference.threads import available_cores, parse_threads, set_threads
 
 logger = logging.getLogger(__name__)
+#: Scenes whose detections are printed as tables (more: a summary line each).
+TABLE_SCENES = 10
 
 
-def example_files() -> tuple:
-    """The example shipped inside the package: (scene, {class name: [image]})."""
+def example_files():
+    """The example shipped inside the package: ([scene], {class name: [image]})."""
     root = Path(str(resources.files("os2d"))) / "assets" / "example"
     return [root / "input_image.jpg"], {"fantasia-berry": [root / "class_image_0.jpg"],
                                         "fantasia-choco": [root / "class_image_1.jpg"]}
 
 
 def detect(
-    image: List[Path] = typer.Option([], "--image", "-i", help="Scene image (repeat for several)."),
+    image: List[str] = typer.Option([], "--image", "-i", help="Scene image, folder of images or quoted glob pattern (repeatable)."),
     class_: List[str] = typer.Option([], "--class", "-c", help="Class image as NAME=IMAGE (repeatable)."),
     classes: Optional[Path] = typer.Option(None, "--classes", help="Folder of class images (stem = class name; NAME__2.jpg adds a second image)."),
+    catalog: Optional[Path] = typer.Option(None, "--catalog", help="A catalog built by 'os2d catalog build' (class features computed once)."),
     example: bool = typer.Option(False, "--example", help="Run on the example scene and class images shipped with os2d."),
-    model: str = typer.Option("default", "--model", "-m", help="Built-in model (default, untrained) or checkpoint path (ours or the reference's .pth)."),
-    method: str = typer.Option("os2d", "--method", help=f"Matching method: {', '.join(CLI_METHODS)}."),
-    scales: Optional[str] = typer.Option(None, "--scales", help="Scene longer side in pixels per pyramid level, e.g. 640,1024,1600 (default: the paper's 7 levels 0.5..1.6 x --base-size)."),
-    base_size: Optional[int] = typer.Option(None, "--base-size", help="Base scene size of the default pyramid (model default: 1280)."),
-    class_size: Optional[int] = typer.Option(None, "--class-size", help="Class images are resized so that h*w ~= class_size^2 (default 240)."),
-    nms: Optional[float] = typer.Option(None, "--nms", help="IoU threshold of the per-class NMS (default 0.3)."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", help="Keep detections scoring above this (any float; -1 keeps all)."),
-    max_dets: Optional[int] = typer.Option(None, "--max-dets", help="Keep at most this many detections per scene (default 100)."),
-    augment: Optional[str] = typer.Option(None, "--augment", help=f"Also match transformed class images: comma-separated of {', '.join(AUGMENTATIONS)}."),
-    resize_rule: str = typer.Option("longer-side", "--resize-rule", help="Scene resize rule for --scales: longer-side (evaluation) or area (reference demo: sqrt(h*w))."),
-    interpolation: str = typer.Option("bilinear", "--interpolation", help="Resize filter: bilinear (evaluation) or bicubic (reference demo)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write detections as a JSON list of {image, class, score, bbox}."),
+    model: opt.Model = "default", method: opt.Method = "os2d", mode: opt.Mode = "exact", device: opt.Device = "cpu",
+    threads: opt.Threads = None, scales: opt.Scales = None, base_size: opt.BaseSize = None, pyramid: opt.Pyramid = None,
+    pyramid_from: opt.PyramidFrom = None, class_size: opt.ClassSize = None, nms: opt.Nms = None,
+    nms_mode: opt.NmsMode = None, threshold: opt.Threshold = None, max_dets: opt.MaxDets = None,
+    augment: opt.Augment = None, resize_rule: opt.ResizeRule = None, interpolation: opt.Interpolation = None,
+    scores: opt.Scores = None, one_label: opt.OneLabel = None, shortlist: opt.Shortlist = None,
+    candidates: opt.Candidates = None,
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write detections as a JSON list of {image, class, score, bbox} (os2d records)."),
+    jsonl: Optional[Path] = typer.Option(None, "--jsonl", help="Stream one JSON line per scene (flushed as each scene is done; docs/batch.md)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue a --jsonl file: skip the scenes already in it."),
+    coco: Optional[Path] = typer.Option(None, "--coco", help="Write a COCO results file (images, categories, annotations: docs/conventions.md)."),
     draw: Optional[Path] = typer.Option(None, "--draw", help="Write the scene with labelled boxes (a folder when several scenes are given)."),
+    crops: Optional[Path] = typer.Option(None, "--crops", help="Save each detection's crop into this folder."),
+    workers: int = typer.Option(1, "--workers", help="Local worker processes for many scenes (each loads the model once)."),
+    ray: Optional[str] = typer.Option(None, "--ray", help="Run on a Ray cluster: its address, or auto (the running local cluster)."),
+    recursive: bool = typer.Option(False, "--recursive", help="Also take images from subfolders of --image folders."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
-    device: str = typer.Option("cpu", "--device", help="Torch device, e.g. cpu or cuda."),
 ) -> None:
     """Detect every instance of each class image in the scene images."""
+    set_threads(parse_threads(threads))
+    images, class_map, class_files = _inputs(image, class_, classes, catalog, example, recursive=recursive)
+    plan = plan_outputs(json=json_out, jsonl=jsonl, coco=coco, draw=draw, crops=crops, images=images,
+                        inputs=list(images) + class_files, overwrite=overwrite, resume=resume)
+    fields = opt.settings_fields(scales=scales, base_size=base_size, pyramid=pyramid, pyramid_from=pyramid_from,
+                                 class_size=class_size, nms=nms, nms_mode=nms_mode, threshold=threshold,
+                                 max_dets=max_dets, augment=augment, resize_rule=resize_rule,
+                                 interpolation=interpolation, scores=scores, one_label=one_label,
+                                 shortlist=shortlist, candidates=candidates)
+    job = BatchJob(method=resolve_method(method, mode), model=model, settings=fields, classes=class_map,
+                   catalog=None if catalog is None else str(catalog), device=device,
+                   threads=parse_threads(threads) or max(1, available_cores() // max(1, workers)))
+    try:
+        runner, bank = job.build()
+    except InvalidInputError as err:
+        raise InvalidInputError(opt.flag_message(err)) from None
+    lines = _run(job, runner, bank, images, plan, workers=workers, ray_address=ray, resume=resume)
+    _write_outputs(plan, lines, list(bank.names), images)
+    _report(lines)
+    failed = [line for line in lines if "error" in line]
+    if failed:
+        raise InvalidInputError(f"{len(failed)} of {len(lines)} scene images could not be read (the first: "
+                                f"{failed[0]['error']}); see {plan.jsonl}")
+
+
+def _inputs(image, class_, classes, catalog, example, *, recursive: bool):
+    """(scene paths, {class: [paths]} or None, class image files)."""
     if example:
         ex_scenes, ex_classes = example_files()
-        image = list(image) or ex_scenes
+        images = expand_images(image, recursive=recursive) if image else ex_scenes
         class_map = parse_class_args(class_, classes) if (class_ or classes) else ex_classes
     else:
         if not image:
             raise InvalidInputError("no scene image given: use --image SCENE (or --example)")
+        images = expand_images(image, recursive=recursive)
+        if catalog is not None:
+            if class_ or classes:
+                raise InvalidInputError("--catalog cannot be combined with --class/--classes; add classes to the "
+                                        "catalog with 'os2d catalog add'")
+            return images, None, []
         class_map = parse_class_args(class_, classes)
-    check_output(json_out, overwrite=overwrite)
-    draw_targets = _draw_targets(draw, image, overwrite=overwrite)
-    augment_list = tuple(a.strip() for a in augment.split(",") if a.strip()) if augment else ()
-    if resize_rule not in RESIZE_RULES:
-        raise InvalidInputError(f"unknown --resize-rule {resize_rule!r}; expected one of {list(RESIZE_RULES)}")
-    for path in image:
-        if not path.exists():
-            raise InputNotFoundError(f"scene image not found: {path}")
-    if method == "sift":  # the SIFT baseline: no model, no pyramid (refuses pyramid options)
-        from os2d.eval.methods import build_method
+    class_map = {name: [str(p) for p in paths] for name, paths in class_map.items()}
+    return images, class_map, [Path(p) for paths in class_map.values() for p in paths]
 
-        detector = build_method(
-            "sift", model=model, scales=parse_scales(scales), base_size=base_size, class_size=class_size,
-            nms_iou=nms, score_threshold=threshold, max_detections=max_dets, augment=augment_list,
-            resize_rule=resize_rule, interpolation=interpolation,
-        )
+
+def _run(job: BatchJob, runner, bank, images: List[Path], plan: OutputPlan, *, workers: int,
+         ray_address: Optional[str], resume: bool) -> List[dict]:
+    writer = JsonlWriter(plan.jsonl, resume=resume, overwrite=True) if plan.jsonl is not None else None
+    todo = [p for p in images if writer is None or str(p) not in writer.done]
+    if writer is not None and len(todo) < len(images):
+        logger.warning("--resume: %d of %d scenes are already in %s", len(images) - len(todo), len(images), plan.jsonl)
+    show = progress_enabled()
+    lines: List[dict] = []
+    if len(todo) == 1 and workers == 1 and ray_address is None:
+        with tqdm(total=0, desc=f"{Path(todo[0]).name}: pyramid levels", unit="level", disable=not show) as bar:
+            def on_level(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            results = [detect_record(runner, bank, todo[0], keep_going=writer is not None, on_level=on_level)]
     else:
-        detector = Detector.load(
-            model, device=device, method=resolve_method(method, "exact"), scales=parse_scales(scales), base_size=base_size,
-            class_size=class_size, nms_iou=nms, score_threshold=threshold, max_detections=max_dets,
-            augment=augment_list, resize_rule=resize_rule, interpolation=interpolation,
-        )
-    bank = detector.prepare_classes(class_map)
-    results = []
-    for path in tqdm(image, desc="scenes", unit="img", disable=not progress_enabled() or len(image) < 2):
-        results.append(detector.detect(path, bank))
-    _report(results)
-    if json_out is not None:
-        records = [rec for res in results for rec in res.to_records()]
+        results = run_batch(job, todo, workers=workers, ray_address=ray_address, local=(runner, bank))
+    start = time.perf_counter()
+    with tqdm(total=len(todo), desc="scenes", unit="img", disable=not show or len(todo) < 2) as bar:
+        for line in results:
+            if writer is not None:
+                writer.write(line)
+            elif "error" in line:
+                raise InvalidInputError(line["error"])
+            _draw_line(plan, line, list(bank.names))
+            lines.append(line if plan.keeps_results or len(images) <= TABLE_SCENES else _summary(line))
+            bar.update(1)
+            bar.set_postfix_str(f"{bar.n / max(time.perf_counter() - start, 1e-9):.2f} img/s")
+    if writer is not None:
+        writer.close()
+    order = {str(p): i for i, p in enumerate(images)}
+    return sorted(lines, key=lambda line: order.get(line["image"], len(order)))
+
+
+def _summary(line: dict) -> dict:
+    return {k: v for k, v in line.items() if k != "detections"} | {"count": len(line.get("detections", []))}
+
+
+def _draw_line(plan: OutputPlan, line: dict, names: List[str]) -> None:
+    if "error" in line or (not plan.drawings and plan.crops is None):
+        return
+    from os2d.draw import draw_detections, save_crops
+
+    dets = detections_from_line(line, names)
+    if line["image"] in plan.drawings:
+        target = plan.drawings[line["image"]]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        draw_detections(line["image"], dets, target)
+    if plan.crops is not None:
+        plan.crops.mkdir(parents=True, exist_ok=True)
+        save_crops(line["image"], dets, plan.crops, overwrite=True)
+
+
+def _write_outputs(plan: OutputPlan, lines: List[dict], names: List[str], images: List[Path]) -> None:
+    good = [line for line in lines if "error" not in line]
+    if plan.json is not None:
         from os2d.eval.detections_io import write_detections
 
-        write_detections(records, json_out)
-    for path, res, target in zip(image, results, draw_targets):
-        from os2d.cli.draw import draw_detections
+        write_detections(_records(good, images), plan.json)
+    if plan.coco is not None:
+        from os2d.eval.coco_results import write_coco_results
 
-        draw_detections(path, res, target)
-
-
-def _draw_targets(draw: Optional[Path], images: List[Path], *, overwrite: bool) -> List[Path]:
-    if draw is None:
-        return []
-    if len(images) == 1 and draw.suffix:
-        check_output(draw, overwrite=overwrite)
-        return [draw]
-    draw.mkdir(parents=True, exist_ok=True)
-    names = [p.stem for p in images]
-    if len(set(names)) != len(names):
-        raise InvalidInputError("--draw folder: several scene images share a file name; draw them one at a time")
-    targets = [draw / f"{name}_detections.png" for name in names]
-    for target in targets:
-        check_output(target, overwrite=overwrite)
-    return targets
+        records = _records(good, images)
+        sizes = {_name(line["image"], images): (line["width"], line["height"]) for line in good}
+        write_coco_results(records, plan.coco, category_names=names, image_sizes=sizes)
 
 
-def _report(results) -> None:
+def _name(image: str, images: List[Path]) -> str:
+    """The image's name in --json/--coco: its file name, or its path when file names repeat."""
+    names = [p.name for p in images]
+    return Path(image).name if len(set(names)) == len(names) else image
+
+
+def _records(lines: List[dict], images: List[Path]) -> List[dict]:
+    return [{"image": _name(line["image"], images), **det} for line in lines for det in line["detections"]]
+
+
+def _report(lines: List[dict]) -> None:
     console = Console()
-    for res in results:
-        table = Table(title=f"{res.image_name}: {len(res)} detections", show_lines=False)
+    if len(lines) > TABLE_SCENES:
+        done = [line for line in lines if "error" not in line]
+        count = sum(len(line.get("detections", [])) or line.get("count", 0) for line in done)
+        console.print(f"{len(done)} scenes, {count} detections" + (f", {len(lines) - len(done)} unreadable"
+                                                                    if len(done) < len(lines) else ""))
+        return
+    for line in lines:
+        if "error" in line:
+            console.print(f"{line['image']}: [red]{line['error']}[/red]")
+            continue
+        dets = line.get("detections", [])
+        table = Table(title=f"{Path(line['image']).name}: {len(dets)} detections ({line['seconds']:.2f} s)")
         for col in ("class", "score", "x1", "y1", "x2", "y2"):
             table.add_column(col, justify="right" if col != "class" else "left")
-        for rec in res.to_records()[:50]:
-            table.add_row(rec["class"], f"{rec['score']:.4f}", *[f"{v:.1f}" for v in rec["bbox"]])
+        for det in dets[:50]:
+            table.add_row(det["class"], f"{det['score']:.2f}", *[f"{v:.1f}" for v in det["bbox"]])
         console.print(table)
-        if len(res) > 50:
-            console.print(f"... {len(res) - 50} more (see --json)")
+        if len(dets) > 50:
+            console.print(f"... {len(dets) - 50} more (see --json)")
 
 
 def register(app: typer.Typer) -> None:

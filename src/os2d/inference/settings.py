@@ -128,7 +128,7 @@ class DetectSettings(BaseModel):
             raise InvalidTypeError(f"unknown detector settings {unknown}; known: {sorted(blob)}")
         blob.update({k: v for k, v in fields.items() if v is not None})
         if cascade is not None:
-            blob["cascade"] = cascade if isinstance(cascade, dict) else cascade.model_dump()
+            blob["cascade"] = {**blob["cascade"], **(cascade if isinstance(cascade, dict) else cascade.model_dump())}
         return _validated(type(self), blob)
 
     def to_json(self) -> dict:

@@ -177,6 +177,15 @@ class OS2DHead(nn.Module):
         corners = points_to_image(local, centers, half_extent_px=self.anchor_size / 2, stride=self.stride)
         return corners, corners_to_boxes(corners)
 
+    def identity_scores(self, corr: torch.Tensor) -> torch.Tensor:
+        """Scores of the identity transform at every location (the square sliding window):
+        ``Tensor[N, S, H, W]`` -> ``Tensor[N, H, W]``."""
+        n, _, height, width = corr.shape
+        affine = params_to_affine(self.identity.to(corr.dtype), variant=self.variant).expand(n, height * width, 2, 3)
+        # [N, H*W, 2, 3]
+        centers = location_centers(height, width, dtype=corr.dtype, device=corr.device).reshape(1, -1, 2)
+        return self._scores(corr, affine, centers).reshape(n, height, width)
+
     # ------------------------------------------------------------------ sparse
     def at_locations(self, corr: torch.Tensor, centers: torch.Tensor, *, radius: int = 0) -> LocationOutput:
         """The head's output at the locations within ``radius`` of the given centres.
