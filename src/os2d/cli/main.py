@@ -41,6 +41,8 @@ def _register_commands() -> None:
     train.register(app)
     from os2d.cli import evaluate
     evaluate.register(app)
+    from os2d.cli import catalog
+    catalog.register(app)
     from os2d.cli import serve
     serve.register(app)
 
