@@ -41,6 +41,21 @@ class CatalogMismatchError(InvalidInputError):
     """The catalog was built with another model or other class-image settings."""
 
 
+def _mismatch(catalog: "Catalog", detector) -> str:
+    """Why a catalog does not fit a detector, and what to do about it."""
+    built, wanted = catalog.key, detector.bank_key
+    diffs = []
+    if built.model_identity != wanted.model_identity:
+        desc = catalog.index.model.get("description") or "?"
+        diffs.append(f"it was built with model {built.model_identity} ({desc}), this model is "
+                     f"{wanted.model_identity} ({detector.config.description or '?'})")
+    for name in ("class_size", "interpolation", "augment"):
+        if getattr(built, name) != getattr(wanted, name):
+            diffs.append(f"its {name} is {getattr(built, name)!r}, the detector's is {getattr(wanted, name)!r}")
+    return (f"catalog {catalog.folder} does not fit this detector: " + "; ".join(diffs)
+            + f". Recompute it with 'os2d catalog rebuild {catalog.folder} --model MODEL' (or --rebuild)")
+
+
 def _encode(source: ImageSource, *, what: str) -> Tuple[bytes, str]:
     """(bytes to store, file suffix) of a class image, validated by decoding it."""
     if isinstance(source, (str, Path)):
@@ -100,13 +115,9 @@ class Catalog:
         catalog = cls(Path(folder), store.read_index(Path(folder)))
         if detector is None:
             return catalog
-        try:
-            detector.bank_key.check(catalog.key, what=f"catalog {folder}")
-        except InvalidInputError as err:
+        if catalog.key != detector.bank_key:
             if not rebuild:
-                built = catalog.index.model.get("description") or catalog.key.model_identity
-                raise CatalogMismatchError(f"{err} [built with: {built}]; rebuild it for this model "
-                                           f"with --rebuild (Catalog.open(..., rebuild=True))") from err
+                raise CatalogMismatchError(_mismatch(catalog, detector))
             catalog._rebuild(detector, progress=progress)
         return catalog
 
