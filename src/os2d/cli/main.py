@@ -43,6 +43,8 @@ def _register_commands() -> None:
     evaluate.register(app)
     from os2d.cli import catalog
     catalog.register(app)
+    from os2d.cli import export
+    export.register(app)
     from os2d.cli import serve
     serve.register(app)
 

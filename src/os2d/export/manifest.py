@@ -1,0 +1,135 @@
+"""``export.json``: what someone needs to run an exported model with onnxruntime alone.
+
+The model's identity and config, the graphs' files, input and output names and shapes, the
+preprocessing (resize rules, pixel normalisation) and the geometry (stride, anchor size, grid
+size). See docs/export.md for how the values are used.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Dict, List, Literal, Tuple, Union
+
+from pydantic import BaseModel, ConfigDict
+
+from os2d.data.preprocess import MIN_CLASS_IMAGE_SIDE
+from os2d.export.onnx_export import MAX_IMAGE_SIDE, GraphIO
+from os2d.inference.pyramid import MIN_LEVEL_SIDE
+from os2d.model.config import ModelConfig
+from os2d.model.os2d import OS2DModel
+
+MANIFEST_FILE = "export.json"
+FORMAT_NAME = "os2d-onnx-export"
+FORMAT_VERSION = 1
+
+Dimension = Union[int, str]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TensorSpec(_Frozen):
+    """A graph input or output: float32, with named dynamic axes (``"height"``, ``"K"``, ...)."""
+
+    name: str
+    shape: Tuple[Dimension, ...]
+    dtype: Literal["float32"] = "float32"
+
+
+class GraphSpec(_Frozen):
+    """One ``.onnx`` file: its inputs, outputs and SHA-256."""
+
+    file: str
+    sha256: str
+    inputs: Tuple[TensorSpec, ...]
+    outputs: Tuple[TensorSpec, ...]
+
+
+class Preprocessing(_Frozen):
+    """How images become graph inputs (the same steps as ``os2d detect``).
+
+    8-bit RGB (EXIF orientation applied), resized with ``interpolation``; pixel values
+    ``(p / pixel_divisor - pixel_mean) / pixel_std`` per channel, NCHW float32. Scenes: longer side to each
+    pyramid scale, ``(int(w * s + 0.5), int(h * s + 0.5))`` with ``s = scale / max(w, h)``. Class
+    images: ``h * w ~= class_size^2``, ``(int(class_size / sqrt(h / w)), int(class_size * sqrt(h / w)))``.
+    Scene levels with a side below ``min_side`` are skipped (as ``os2d detect`` does); class images
+    need sides of at least ``min_class_side``; no image side may exceed ``max_side``.
+    """
+
+    color: Literal["RGB"] = "RGB"
+    pixel_divisor: float = 255.0
+    pixel_mean: Tuple[float, float, float]
+    pixel_std: Tuple[float, float, float]
+    interpolation: Literal["bilinear"] = "bilinear"
+    scene_resize: Literal["longer-side"] = "longer-side"
+    class_resize: Literal["area"] = "area"
+    class_size: int
+    min_side: int
+    max_side: int
+    min_class_side: int
+
+
+class Geometry(_Frozen):
+    """Where each feature-map location looks: its anchor is ``anchor_size`` px wide, centred at
+    ``((col + 0.5) * stride, (row + 0.5) * stride)`` network-input pixels."""
+
+    stride: int
+    anchor_size: float
+    grid_size: int
+    feature_channels: int
+    variant: str
+    use_transform: bool
+
+
+class ExportManifest(_Frozen):
+    """The content of ``export.json``."""
+
+    format: Literal["os2d-onnx-export"] = FORMAT_NAME
+    format_version: Literal[1] = FORMAT_VERSION
+    os2d_version: str
+    torch_version: str
+    opset: int
+    model_identity: str
+    model: dict
+    preprocessing: Preprocessing
+    geometry: Geometry
+    pyramid_scales: Tuple[float, ...]
+    graphs: Dict[str, GraphSpec]
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def graph_spec(folder: Path, file: str, io: GraphIO) -> GraphSpec:
+    """The :class:`GraphSpec` of ``folder/file`` with the names and shapes of ``io``."""
+    def specs(items) -> Tuple[TensorSpec, ...]:
+        return tuple(TensorSpec(name=name, shape=shape) for name, shape in items)
+
+    return GraphSpec(file=file, sha256=sha256_file(folder / file), inputs=specs(io.inputs), outputs=specs(io.outputs))
+
+
+def build_manifest(model: OS2DModel, config: ModelConfig, *, identity: str, graphs: List[GraphSpec],
+                   opset: int) -> ExportManifest:
+    """The manifest of an export of ``model`` (whose :func:`~os2d.model.identity.model_identity` is ``identity``)."""
+    import torch
+
+    from os2d import __version__
+
+    backbone, head = model.backbone, model.head
+    preprocessing = Preprocessing(
+        pixel_mean=tuple(backbone.pixel_mean), pixel_std=tuple(backbone.pixel_std), class_size=config.class_size,
+        min_side=MIN_LEVEL_SIDE, max_side=MAX_IMAGE_SIDE, min_class_side=MIN_CLASS_IMAGE_SIDE)
+    geometry = Geometry(stride=head.stride, anchor_size=head.anchor_size, grid_size=head.grid_size,
+                        feature_channels=backbone.out_channels, variant=head.variant,
+                        use_transform=head.transform_net is not None)
+    return ExportManifest(
+        os2d_version=__version__, torch_version=torch.__version__, opset=opset, model_identity=identity,
+        model=config.to_dict()["model"], preprocessing=preprocessing, geometry=geometry,
+        pyramid_scales=tuple(round(f * config.base_size, 3) for f in config.pyramid),
+        graphs={Path(g.file).stem: g for g in graphs})
