@@ -17,6 +17,7 @@ from os2d.cli.common import parse_scales
 from os2d.errors import InvalidInputError
 
 DEFAULTS = {"max_upload_mb": 20.0, "max_megapixels": 40.0}
+WORKER_HEALTHCHECK_S = 300
 
 
 def serve(
@@ -169,7 +170,19 @@ def _serve_many(settings, listener: socket.socket, options: dict) -> None:
         print(f"os2d serve: http://{host}:{port}/ (catalog {settings.catalog}, {settings.workers} workers x "
               f"{settings.torch_threads()} thread(s)); Ctrl-C stops", file=sys.stderr)
         uvicorn.run("os2d.serve.app:create_app", factory=True, host=host, port=port, workers=settings.workers,
-                    log_config=log_config(options["log_level"]), access_log=False, **options)
+                    log_config=log_config(options["log_level"]), access_log=False, **options, **_healthcheck())
+
+
+def _healthcheck() -> dict:
+    """A worker answers the supervisor's pings only once torch is imported and the model loaded
+    (tens of seconds on a busy machine): uvicorn's default of 5 s would kill it while it starts."""
+    import inspect
+
+    import uvicorn
+
+    if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters:
+        return {"timeout_worker_healthcheck": WORKER_HEALTHCHECK_S}
+    return {}
 
 
 def register(app: typer.Typer) -> None:
