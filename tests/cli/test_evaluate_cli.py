@@ -130,7 +130,9 @@ def test_sift_method(tmp_path):
 
 
 def test_errors(tmp_path, monkeypatch, capsys):
-    assert "unknown method 'bogus'" in fail(flickr_args("--method", "bogus"), monkeypatch, capsys)
+    assert "unknown --method 'bogus'" in fail(flickr_args("--method", "bogus"), monkeypatch, capsys)
+    assert "unknown --mode 'quick'" in fail(flickr_args("--mode", "quick"), monkeypatch, capsys)
+    assert "--iou" in fail(flickr_args("--iou", "1.5"), monkeypatch, capsys)
     msg = fail(["evaluate", "--dataset", str(tmp_path / "nowhere")], monkeypatch, capsys)
     assert "not found" in msg and "nowhere" in msg
     msg = fail(["evaluate", "--dataset", "flickrlogos27", "--data-root", data_root(), "--split", "val-old"],
@@ -153,7 +155,9 @@ def test_errors(tmp_path, monkeypatch, capsys):
     assert "not valid JSON" in fail(flickr_args("--detections", str(existing)), monkeypatch, capsys)
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps([{"image": "108232417.jpg", "class": "Pepsi", "score": 1.0, "bbox": [0, 0, 1, 1]}]))
-    assert "Pepsi" in fail(flickr_args("--detections", str(bad)), monkeypatch, capsys)
+    ignored = tmp_path / "ignored.json"  # a class without ground truth is ignored (reference convention)
+    run_cli(flickr_args("--detections", str(bad), "--json", str(ignored)))
+    assert json.loads(ignored.read_text())["ignored_classes"] == ["Pepsi"]
     assert "--base-size" in fail(flickr_args("--base-size", "big"), monkeypatch, capsys)
 
 

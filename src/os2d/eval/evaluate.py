@@ -39,7 +39,7 @@ def _clean(value) -> Optional[float]:
 
 
 def evaluate_detections(dataset: Dataset, records: Sequence[dict], *, iou_thresh: float = 0.5,
-                        use_07_metric: bool = False) -> dict:
+                        use_07_metric: bool = False, distractors: Sequence[str] = ()) -> dict:
     """VOC evaluation (reference OS2D protocol) of detection records on ``dataset``.
 
     Returns a JSON-ready dict: ``dataset``, ``iou_thresh``, ``use_07_metric``, ``map``,
@@ -49,13 +49,18 @@ def evaluate_detections(dataset: Dataset, records: Sequence[dict], *, iou_thresh
     ``ignored_detections`` / ``ignored_classes`` (records of classes without ground truth in the
     dataset, which the reference protocol ignores: their AP is undefined; a warning is logged).
     Raises ``ValueError`` for a record whose image is not in the dataset.
+
+    ``distractors``: extra class names that never occur in the dataset (catalog-scale evaluation).
+    Their detections are false positives of the joint-class AP; the mAP stays over the dataset's
+    classes (a distractor has no AP).
     """
-    names = dataset.class_names
+    names = list(dataset.class_names)
+    known = names + [d for d in distractors if d not in set(names)]
     preds = records_to_predictions(records, file_names=[r.file_name for r in dataset.images],
-                                   class_names=names)
-    _, ignored = split_known_classes(validate_records(list(records)), names)
+                                   class_names=known)
+    _, ignored = split_known_classes(validate_records(list(records)), known)
     result = voc_evaluation(dataset_ground_truth(dataset), preds, iou_thresh=iou_thresh,
-                            use_07_metric=use_07_metric, num_classes=len(names))
+                            use_07_metric=use_07_metric, num_classes=len(known))
     return {
         "dataset": dataset.name, "iou_thresh": float(iou_thresh), "use_07_metric": bool(use_07_metric),
         "map": _clean(result.map), "map_weighted": _clean(result.map_weighted),
@@ -63,7 +68,7 @@ def evaluate_detections(dataset: Dataset, records: Sequence[dict], *, iou_thresh
         "ap_per_class": {n: _clean(v) for n, v in zip(names, result.ap_per_class)},
         "recall_per_class": {n: _clean(v) for n, v in zip(names, result.recall_per_class)},
         "n_pos": {n: int(v) for n, v in zip(names, result.n_pos)},
-        "num_images": len(dataset), "num_classes": len(names),
+        "num_images": len(dataset), "num_classes": len(names), "num_distractors": len(known) - len(names),
         "num_detections": len(records) - sum(ignored.values()),
         "ignored_detections": sum(ignored.values()), "ignored_classes": sorted(ignored),
     }
