@@ -67,8 +67,8 @@ class Service:
 
     def detector_for(self, options: DetectOptions):
         """The detector with the request's settings (validated; bad values are 422)."""
-        if options.max_detections is not None and not 1 <= options.max_detections <= self.limits.max_detections:
-            raise InvalidInputError(f"max_detections must be between 1 and {self.limits.max_detections}, "
+        if options.max_detections is not None and not 1 <= options.max_detections <= self.limits.max_detections_limit:
+            raise InvalidInputError(f"max_detections must be between 1 and {self.limits.max_detections_limit}, "
                                     f"got {options.max_detections}")
         if options.threshold is not None and math.isnan(options.threshold):
             raise InvalidInputError("threshold must be a number, got NaN")

@@ -29,7 +29,7 @@ class Limits(BaseModel):
         max_pixels: largest image (width x height) accepted, read from the header before decoding (413).
         max_images_per_class: images in one ``POST /classes``.
         max_classes: classes the catalog may hold (409 beyond it).
-        max_detections: largest ``max_detections`` a request may ask for.
+        max_detections_limit: largest ``max_detections`` a request may ask for.
         queue_size: requests waiting for a compute slot per worker; one more gets 503.
         concurrency: requests computing at once per worker (they share the worker's torch threads).
         request_timeout_s: a request waiting plus computing longer than this gets 503 (work is cancelled).
@@ -40,7 +40,7 @@ class Limits(BaseModel):
     max_pixels: int = Field(default=40_000_000, ge=64, le=600_000_000)
     max_images_per_class: int = Field(default=20, ge=1, le=1000)
     max_classes: int = Field(default=10_000, ge=1, le=1_000_000)
-    max_detections: int = Field(default=1000, ge=1, le=100_000)
+    max_detections_limit: int = Field(default=1000, ge=1, le=100_000)
     queue_size: int = Field(default=256, ge=1, le=100_000)
     concurrency: int = Field(default=1, ge=1, le=64)
     request_timeout_s: float = Field(default=120.0, gt=0, le=3600)
