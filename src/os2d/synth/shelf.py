@@ -266,6 +266,21 @@ def random_tilt(width: int, height: int, rng: np.random.Generator, tilt: float) 
     return cv2.getPerspectiveTransform(src, dst)
 
 
+def warp_scene(image: np.ndarray, background: np.ndarray, hom: np.ndarray) -> np.ndarray:
+    """``image`` (float32[H, W, 3]) warped by ``hom``; where the warp reaches outside the scene, the
+    background photo (mirrored at its border) fills in, so no product is ever mirrored in unboxed."""
+    size = (image.shape[1], image.shape[0])
+    warped = cv2.warpPerspective(image, hom, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                                 borderValue=0)
+    inside = cv2.warpPerspective(np.ones(image.shape[:2], np.float32), hom, size, flags=cv2.INTER_LINEAR,
+                                 borderMode=cv2.BORDER_CONSTANT, borderValue=0)[..., None]
+    if float(inside.min()) >= 1.0:
+        return warped
+    filler = cv2.warpPerspective(np.ascontiguousarray(background, dtype=np.float32), hom, size,
+                                 flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+    return warped + (1.0 - inside) * filler
+
+
 def warped_box(item: _Placed, hom: np.ndarray, width: int, height: int) -> Optional[Tuple[float, float, float, float]]:
     """Tight box (alpha >= 0.5, clipped to the scene) of a product's full alpha after ``hom``."""
     h, w = item.alpha.shape
@@ -333,8 +348,7 @@ def compose_shelf_scene(index: int, sources: Sequence[ClassSource], backgrounds:
     _shelf_unit(canvas, placed, sources, rng, config, shelf)
     _occlude(canvas, background, rng, config)
     hom = random_tilt(canvas.width, canvas.height, rng, shelf.tilt)
-    image = cv2.warpPerspective(canvas.image, hom, (canvas.width, canvas.height), flags=cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_REFLECT101)
+    image = warp_scene(canvas.image, background, hom)
     image = _finish(image, rng, config, shelf)
     objects: List[SceneObject] = []
     for obj, item in zip(canvas.objects, placed):
