@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
@@ -24,13 +24,17 @@ HELP = (
 
 
 def train(
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder (created)."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML training config (default with --resume: RUN_DIR/config.yaml)."),
-    set_: List[str] = typer.Option([], "--set", help="Override a setting: KEY=VALUE (dotted key, YAML value); repeatable."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
-    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", show_default=False,
-                                            help="Progress bar (default: on when stderr is a terminal)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-interval log lines on stderr."),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (created).")],
+    config: Annotated[Optional[Path], typer.Option(
+        "--config", "-c", help="YAML training config (default with --resume: RUN_DIR/config.yaml).")] = None,
+    set_: Annotated[Optional[List[str]], typer.Option(
+        "--set", help="Override a setting: KEY=VALUE (dotted key, YAML value); repeatable.")] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue the run in --out from its last checkpoint.")] = False,
+    progress: Annotated[Optional[bool], typer.Option(
+        "--progress/--no-progress", show_default=False,
+        help="Progress bar (default: on when stderr is a terminal).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-interval log lines on stderr.")] = False,
 ) -> None:
     from os2d.train.config import load_config
     from os2d.train.trainer import train as run_training
@@ -39,7 +43,7 @@ def train(
         config = out / "config.yaml"
     if config is None:
         raise InvalidInputError("no training config given: use --config FILE.yaml (see configs/)")
-    cfg = load_config(config, set_)
+    cfg = load_config(config, set_ or [])
     if not quiet:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
