@@ -157,6 +157,7 @@ def _serve_one(settings, listener: socket.socket, options: dict) -> None:
 def _serve_many(settings, listener: socket.socket, options: dict) -> None:
     import uvicorn
 
+    from os2d.serve.app import FAILED_FILE_ENV
     from os2d.serve.logs import log_config
     from os2d.serve.metrics import MULTIPROC_ENV
     from os2d.serve.settings import SETTINGS_ENV
@@ -164,13 +165,20 @@ def _serve_many(settings, listener: socket.socket, options: dict) -> None:
     _prepare(settings)  # the workers then open a ready catalog (and never rebuild)
     host, port = listener.getsockname()[:2]
     listener.close()  # uvicorn's supervisor binds it again and shares it with the workers
-    with tempfile.TemporaryDirectory(prefix="os2d-metrics-") as metrics_dir:
+    with tempfile.TemporaryDirectory(prefix="os2d-serve-") as scratch:
+        metrics_dir, failed = Path(scratch) / "metrics", Path(scratch) / "worker-failed"
+        metrics_dir.mkdir()
         os.environ[SETTINGS_ENV] = settings.model_copy(update={"rebuild": False}).to_env()
-        os.environ[MULTIPROC_ENV] = metrics_dir
+        os.environ[MULTIPROC_ENV] = str(metrics_dir)
+        os.environ[FAILED_FILE_ENV] = str(failed)
         print(f"os2d serve: http://{host}:{port}/ (catalog {settings.catalog}, {settings.workers} workers x "
               f"{settings.torch_threads()} thread(s)); Ctrl-C stops", file=sys.stderr)
-        uvicorn.run("os2d.serve.app:create_app", factory=True, host=host, port=port, workers=settings.workers,
+        uvicorn.run("os2d.serve.app:worker_app", factory=True, host=host, port=port, workers=settings.workers,
                     log_config=log_config(options["log_level"]), access_log=False, **options, **_healthcheck())
+        if failed.exists():
+            print(f"os2d: internal error: a worker could not start ({failed.read_text(encoding='utf-8')}); "
+                  f"the log above has the traceback", file=sys.stderr)
+            raise typer.Exit(1)
 
 
 def _healthcheck() -> dict:

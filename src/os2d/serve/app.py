@@ -2,7 +2,7 @@
 
 >>> app = create_app(ServeSettings(catalog="shop-catalog", model="default"))
 
-uvicorn calls ``create_app()`` without arguments in each worker process (``factory=True``); the
+uvicorn calls :func:`worker_app` (``create_app()`` without arguments) in each worker process; the
 settings then come from the environment (:func:`os2d.serve.settings.settings_from_env`). The model
 is loaded once per worker.
 """
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import sys
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, List, Optional
@@ -78,6 +80,25 @@ def create_app(settings: Optional[ServeSettings] = None, *, detector=None) -> Fa
     app.add_middleware(BodyLimit, max_bytes=service.limits.max_upload_bytes)
     app.add_middleware(RequestContext, observe=metrics.observe)
     return app
+
+
+#: A worker that cannot start writes its error here (set by ``os2d serve --workers N``).
+FAILED_FILE_ENV = "OS2D_SERVE_FAILED_FILE"
+#: uvicorn's exit code for a worker that failed before serving: its supervisor then stops.
+STARTUP_FAILURE = 3
+
+
+def worker_app() -> FastAPI:
+    """uvicorn's factory in worker processes: :func:`create_app` from the environment; a worker
+    that cannot start logs why, leaves the reason for ``os2d serve`` and exits (no restart loop)."""
+    try:
+        return create_app()
+    except Exception as err:  # noqa: BLE001 -- reported to the parent, then the worker exits
+        logger.exception("worker could not start")
+        failed = os.environ.get(FAILED_FILE_ENV)
+        if failed:
+            Path(failed).write_text(f"{type(err).__name__}: {err}", encoding="utf-8")
+        sys.exit(STARTUP_FAILURE)
 
 
 def _version() -> str:
