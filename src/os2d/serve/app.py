@@ -22,7 +22,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from os2d.errors import UserError
+from os2d.errors import InputTooLargeError, UserError
 from os2d.serve.catalog import ServiceCatalog, prepare_catalog
 from os2d.serve.errors import UnavailableError, status_of
 from os2d.serve.metrics import Metrics
@@ -130,8 +130,6 @@ async def _read_image_part(part: UploadFile, *, what: str, max_pixels: int) -> b
 
 
 def _add_routes(app: FastAPI, service: Service, metrics: Metrics) -> None:
-    limits = service.limits
-
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
         return FileResponse(static_dir() / "index.html", media_type="text/html")
@@ -144,6 +142,13 @@ def _add_routes(app: FastAPI, service: Service, metrics: Metrics) -> None:
     def scrape() -> Response:
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
+
+    _add_class_routes(app, service)
+    _add_detect_route(app, service, metrics)
+
+
+def _add_class_routes(app: FastAPI, service: Service) -> None:
+    limits = service.limits
 
     @app.get("/classes", summary="The catalog's classes")
     def list_classes() -> List[dict]:
@@ -167,6 +172,10 @@ def _add_routes(app: FastAPI, service: Service, metrics: Metrics) -> None:
         service.remove_class(name)
         return Response(status_code=204)
 
+
+def _add_detect_route(app: FastAPI, service: Service, metrics: Metrics) -> None:
+    limits = service.limits
+
     @app.post("/detect", summary="Detect the catalog's classes in a photo")
     async def detect(request: Request, image: Annotated[UploadFile, File(description="the photo")],
                      classes: Annotated[Optional[str], Form(description="comma-separated subset (default: all)")] = None,
@@ -188,6 +197,4 @@ def _add_routes(app: FastAPI, service: Service, metrics: Metrics) -> None:
 
 
 def _too_many(given: int, limit: int) -> UserError:
-    from os2d.errors import InputTooLargeError
-
     return InputTooLargeError(f"{given} class images in one request, the limit is {limit} (--max-images-per-class)")
