@@ -34,6 +34,9 @@ def load_model(name_or_path: Union[str, Path] = "default") -> Tuple[OS2DModel, M
     ``.safetensors`` file, or an original-implementation checkpoint (``.pth``).
     """
     text = str(name_or_path)
+    if not text.strip():
+        raise InvalidInputError(f"no model given (empty name); built-in models are {list(BUILTIN_MODELS)}, "
+                                f"or give a checkpoint path")
     if text == "untrained":
         return build_model(untrained_config()), untrained_config()
     if text == "default":
