@@ -9,7 +9,12 @@ per-class NMS, score calibration and cross-class steps are shared (:mod:`os2d.in
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
+import math
+from dataclasses import asdict
 from functools import cached_property
 from pathlib import Path
 from typing import Callable, Iterable, List, Optional, Sequence, Union
@@ -19,7 +24,9 @@ import torch
 from os2d.data.images import ImageLike, load_image
 from os2d.errors import InvalidInputError
 from os2d.inference.bank import BankKey, ClassBank
+from os2d.inference.calibration import CALIBRATION_FILE, BackgroundBank, Calibrator, background_stats
 from os2d.inference.candidates import finalize
+from os2d.inference.one_label import one_label
 from os2d.inference.prepare import ClassSpec, bank_from_tensors, load_class_images
 from os2d.inference.registry import Method, get_method
 from os2d.inference.scene import Scene
@@ -31,6 +38,26 @@ from os2d.model.os2d import OS2DModel
 from os2d.structures import Detections
 
 logger = logging.getLogger(__name__)
+
+
+def model_folder(name_or_path: Union[str, Path]) -> Optional[Path]:
+    """The folder of an os2d model (built-in ``default``, a folder, its config or weights file), else None."""
+    from os2d.zoo import packaged_model_dir
+
+    text = str(name_or_path)
+    if text in ("default", "untrained"):
+        return packaged_model_dir(text) if text == "default" else None
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return path
+    return path.parent if path.suffix in (".json", ".safetensors") else None
+
+
+def _calibration_stats(bank: ClassBank) -> torch.Tensor:
+    if "calibration" not in bank.extras:
+        raise InvalidInputError("these class features were prepared without calibration statistics (an older "
+                                "catalog or bank); rebuild them, or use raw scores (--scores raw)")
+    return bank.extras["calibration"]
 
 #: Settings taken from the model config when not given.
 CONFIG_SETTINGS = ("base_size", "pyramid", "class_size", "nms_iou", "score_threshold", "max_detections",
@@ -45,10 +72,11 @@ def settings_from_config(config: ModelConfig, **overrides) -> DetectSettings:
 
 
 class _Shared:
-    """What detectors cloned by :meth:`Detector.with_settings` share: the inference backbone, the identity."""
+    """What detectors cloned by :meth:`Detector.with_settings` share: the inference backbone, the
+    identity, the calibration data."""
 
-    def __init__(self, model: OS2DModel, config: ModelConfig) -> None:
-        self.model, self.config = model, config
+    def __init__(self, model: OS2DModel, config: ModelConfig, background: Optional[BackgroundBank]) -> None:
+        self.model, self.config, self.background = model, config, background
 
     @cached_property
     def backbone(self) -> torch.nn.Module:
@@ -56,7 +84,14 @@ class _Shared:
 
     @cached_property
     def identity(self) -> str:
-        return model_identity(self.model, self.config)
+        ident = model_identity(self.model, self.config)
+        if self.background is None:
+            return ident
+        digest = hashlib.sha256(json.dumps(asdict(self.background.calibrator) if self.background.calibrator else {},
+                                           sort_keys=True).encode())
+        for m in self.background.maps:
+            digest.update(m.to(torch.float16).numpy().tobytes())
+        return f"{ident}-c{digest.hexdigest()[:8]}"
 
 
 class Detector:
@@ -69,13 +104,12 @@ class Detector:
     """
 
     def __init__(self, model: OS2DModel, config: ModelConfig, *, device: Union[str, torch.device] = "cpu",
-                 **settings) -> None:
+                 background: Optional[BackgroundBank] = None, **settings) -> None:
         self.model = model.to(device).eval()
         self.config = config
         self.device = torch.device(device)
-        self.settings = settings_from_config(config, **settings)
-        self._shared = _Shared(self.model, config)
-        self.method  # noqa: B018 -- validates the method name
+        self._shared = _Shared(self.model, config, background)
+        self.settings = self._check(settings_from_config(config, **settings))
 
     @classmethod
     def load(cls, name_or_path: Union[str, Path] = "default", *, device: Union[str, torch.device] = "cpu",
@@ -84,24 +118,48 @@ class Detector:
         from os2d.zoo import load_model
 
         model, config = load_model(name_or_path)
-        return cls(model, config, device=device, **settings)
+        folder = model_folder(name_or_path)
+        background = BackgroundBank.load(folder) if folder is not None else None
+        return cls(model, config, device=device, background=background, **settings)
 
     def with_settings(self, **settings) -> "Detector":
         """The same model with other settings (no copy of the weights or of the inference backbone)."""
         clone = object.__new__(Detector)
         clone.model, clone.config, clone.device, clone._shared = self.model, self.config, self.device, self._shared
-        clone.settings = self.settings.replace(**settings)
-        clone.method  # noqa: B018
+        clone.settings = clone._check(self.settings.replace(**settings))
         return clone
+
+    def _check(self, settings: DetectSettings) -> DetectSettings:
+        """Refuse settings this model cannot honour (an unknown method, calibrated scores without data)."""
+        method = get_method(settings.method)
+        if not method.uses_model:
+            raise InvalidInputError(f"method {method.name!r} does not use an OS2D model; "
+                                    f"use os2d.eval.methods.build_method({method.name!r})")
+        if settings.scores == "calibrated" and self.calibrator is None:
+            raise InvalidInputError(f"model {self.config.description or '?'} has no calibration data "
+                                    f"({CALIBRATION_FILE}); use raw scores (--scores raw)")
+        return settings
+
+    @property
+    def calibrator(self) -> Optional[Calibrator]:
+        background = self._shared.background
+        return None if background is None else background.calibrator
+
+    def raw_thresholds(self, bank: ClassBank):
+        """The score threshold in raw units: a number, or ``Tensor[K]`` per entry for calibrated scores."""
+        t = self.settings.score_threshold
+        if self.settings.scores == "raw" or not math.isfinite(t):
+            return t
+        cal = self.calibrator
+        stats = _calibration_stats(bank)
+        logit = math.log(t / (1 - t)) if 0 < t < 1 else (-math.inf if t <= 0 else math.inf)
+        z = (logit - cal.beta) / cal.alpha
+        return stats[:, 1] + z * (stats[:, 1] - stats[:, 0]).clamp(min=cal.min_spread)
 
     # ----------------------------------------------------------------- identity
     @property
     def method(self) -> Method:
-        method = get_method(self.settings.method)
-        if not method.uses_model:
-            raise InvalidInputError(f"method {method.name!r} does not use an OS2D model; "
-                                    f"use os2d.eval.methods.build_method({method.name!r})")
-        return method
+        return get_method(self.settings.method)
 
     @property
     def model_identity(self) -> str:
@@ -142,8 +200,12 @@ class Detector:
     @torch.no_grad()
     def bank_from_tensors(self, names: List[str], tensors: List[torch.Tensor], labels: List[int]) -> ClassBank:
         """A class bank from preprocessed class images ``Tensor[3, h, w]`` (entry i has class ``labels[i]``)."""
-        return bank_from_tensors(self.model, self._shared.backbone, names, tensors, labels, key=self.bank_key,
+        bank = bank_from_tensors(self.model, self._shared.backbone, names, tensors, labels, key=self.bank_key,
                                  keep_raw=self.method.needs_raw_features, device=self.device)
+        if self._shared.background is not None:
+            bank.extras["calibration"] = background_stats(self.model.head, bank.features, self._shared.background,
+                                                          chunk=self.settings.class_batch)
+        return bank
 
     # ----------------------------------------------------------------- scenes
     def scene(self, image: ImageLike, *, on_level: Optional[Callable[[int, int], None]] = None) -> Scene:
@@ -152,7 +214,7 @@ class Detector:
         backbone = self.model.backbone
         return Scene(pil, self.settings, embed=lambda px: self.model.embed_scene(self._shared.backbone(px)),
                      mean=backbone.pixel_mean, std=backbone.pixel_std, anchor=self.model.head.anchor_size,
-                     device=self.device, on_level=on_level)
+                     device=self.device, stride=backbone.stride, on_level=on_level)
 
     @torch.no_grad()
     def detect(self, image: ImageLike, classes: Union[ClassSpec, ClassBank], *, image_name: Optional[str] = None,
@@ -170,11 +232,38 @@ class Detector:
             image_name = Path(image).name if isinstance(image, (str, Path)) else "image_0"
         scene = self.scene(image, on_level=on_level)
         cands = self.method.candidates(self, scene, bank)
-        done = finalize(cands, bank.entry_labels, self.settings)
+        done = finalize(cands, bank.entry_labels, self.settings, post=self._post_steps(bank))
         c = done.cands
         return Detections(boxes=c.boxes, scores=c.scores, labels=done.labels, class_names=list(bank.names),
                           image_size=scene.size, image_name=image_name,
-                          extra={"corners": c.corners, "anchors": c.anchors, **done.extra})
+                          extra={"corners": c.corners, "anchors": c.anchors, "entries": c.entries, **done.extra})
+
+    def _post_steps(self, bank: ClassBank) -> list:
+        """Cross-class steps after the per-class NMS: calibration, one label per object."""
+        steps = []
+        if self.settings.scores == "calibrated":
+            cal, stats = self.calibrator, _calibration_stats(bank)
+
+            def calibrate(cands, labels, extra):
+                raw = cands.scores
+                cands = dataclasses.replace(cands, scores=cal(raw, stats[cands.entries]))
+                order = torch.sort(cands.scores, descending=True, stable=True).indices
+                extra = {k: v[order] for k, v in extra.items()}
+                extra["raw_scores"] = raw[order]
+                return cands.select(order), labels[order], extra
+
+            steps.append(calibrate)
+        if self.settings.one_label:
+            iou = self.settings.one_label_iou
+
+            def single(cands, labels, extra):
+                keep, runner_label, runner_score = one_label(cands, labels, iou=iou)
+                extra = {k: v[keep] for k, v in extra.items()}
+                extra.update(runner_up_label=runner_label, runner_up_score=runner_score)
+                return cands.select(keep), labels[keep], extra
+
+            steps.append(single)
+        return steps
 
     def detect_many(self, images: Iterable[ImageLike], classes: Union[ClassSpec, ClassBank], *,
                     image_names: Optional[Sequence[str]] = None) -> List[Detections]:

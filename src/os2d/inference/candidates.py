@@ -60,7 +60,7 @@ class Candidates:
 
 def level_candidates(*, scores: torch.Tensor, boxes: torch.Tensor, corners: torch.Tensor, centers: torch.Tensor,
                      entries: torch.Tensor, level: int, level_size: Tuple[int, int], scale: Tuple[float, float],
-                     stride: float, anchor_size: float, score_threshold: float) -> Candidates:
+                     stride: float, anchor_size: float, score_threshold) -> Candidates:
     """Head outputs of one level -> candidates in original pixels.
 
     Args:
@@ -68,9 +68,12 @@ def level_candidates(*, scores: torch.Tensor, boxes: torch.Tensor, corners: torc
         centers: ``Tensor[L, 2]`` (col, row) of each output's location.
         entries: ``Tensor[L]`` int64 class-bank entry of each output.
         level_size: (w, h) of the level's network input; scale: (sx, sy) level -> original pixels.
+        score_threshold: a number, or ``Tensor[K]`` one raw threshold per class-bank entry (calibrated
+            scores: see :meth:`os2d.detector.Detector.raw_thresholds`); kept: scores above it.
     """
     boxes = clip_boxes(enlarge_to_min_size(boxes.float()), width=level_size[0], height=level_size[1])
-    keep = (scores.float() > score_threshold) & nonempty(boxes)
+    threshold = score_threshold[entries] if isinstance(score_threshold, torch.Tensor) else score_threshold
+    keep = (scores.float() > threshold) & nonempty(boxes)
     idx = keep.nonzero().squeeze(1)
     factor = boxes.new_tensor([scale[0], scale[1], scale[0], scale[1]])
     anchors = anchor_boxes(centers[idx].float(), stride=stride, size=anchor_size)

@@ -31,7 +31,7 @@ def class_chunks(bank: ClassBank, size: int) -> Iterator[torch.Tensor]:
 
 @torch.no_grad()
 def dense_level_candidates(head: OS2DHead, scene: Scene, level: int, features: torch.Tensor, entries: torch.Tensor,
-                           *, stride: float, score_threshold: float) -> Candidates:
+                           *, stride: float, score_threshold) -> Candidates:
     """Candidates of ``entries`` (features ``Tensor[k, C, g, g]``) at one level, head at every location."""
     fm = scene.features(level)
     out = head(fm, features)
@@ -50,10 +50,10 @@ def exact_candidates(detector, scene: Scene, bank: ClassBank, *, head: Optional[
     head = detector.model.head if head is None else head
     settings = detector.settings
     stride = detector.model.backbone.stride
-    reduced = []
+    reduced, threshold = [], detector.raw_thresholds(bank)
     for entries in class_chunks(bank, settings.class_batch):
         features = bank.entry_features(entries)
         parts = [dense_level_candidates(head, scene, level, features, entries, stride=stride,
-                                        score_threshold=settings.score_threshold) for level in range(len(scene))]
+                                        score_threshold=threshold) for level in range(len(scene))]
         reduced.append(reduce_per_class(Candidates.cat(parts), bank.entry_labels, settings))
     return Candidates.cat(reduced)

@@ -24,26 +24,32 @@ MAX_CLASS_SIZE = 1024
 
 
 class CascadeSettings(BaseModel):
-    """Cut-offs of the fast mode's cascade (:mod:`os2d.inference.cascade`); see docs/speed.md.
+    """Cut-offs of the fast mode's cascade (:mod:`os2d.inference.cascade`; docs/speed.md).
 
     Attributes:
         shortlist: classes kept per scene by the global-descriptor shortlist (stage 1); 0 keeps all.
         shortlist_margin: a class scoring within this of the best shortlist score is kept too.
         probe_side: longer side (px) of the pyramid level used by stage 1 (the level nearest to it).
-        candidates: per class entry, locations kept after the dense identity-transform score (stage 2).
-        candidate_nms: IoU of the NMS among identity-score candidates of one entry.
-        radius: the exact head (stage 3) is evaluated within this many cells of each candidate.
-        max_levels: per shortlisted class, pyramid levels searched (those of its best stage-1 scales).
+        regions: per shortlisted class entry, the probe windows searched further.
+        max_levels: per window, pyramid levels searched (those where its object is nearest to the
+            anchor size); 0 searches every level in full.
+        crop_margin: feature cells searched beyond a window (the backbone runs on that part of the
+            level only); 0 computes whole levels.
+        candidates: per class entry and level, locations given to the exact head (stage 4).
+        candidate_nms: IoU of the NMS among one entry's identity-score candidates.
+        radius: the exact head runs at every location within this many cells of a candidate.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     shortlist: int = Field(default=12, ge=0, le=100_000)
     shortlist_margin: float = Field(default=0.0, ge=0.0, le=2.0)
-    probe_side: int = Field(default=640, ge=32, le=MAX_LEVEL_SIDE)
-    candidates: int = Field(default=10, ge=1, le=10_000)
+    probe_side: int = Field(default=512, ge=32, le=MAX_LEVEL_SIDE)
+    regions: int = Field(default=2, ge=1, le=64)
+    max_levels: int = Field(default=2, ge=0, le=64)
+    crop_margin: int = Field(default=6, ge=0, le=64)
+    candidates: int = Field(default=6, ge=1, le=100_000)
     candidate_nms: float = Field(default=0.5, gt=0.0, le=1.0)
     radius: int = Field(default=1, ge=0, le=7)
-    max_levels: int = Field(default=0, ge=0, le=64)
 
 
 class DetectSettings(BaseModel):

@@ -1,0 +1,117 @@
+"""Fit a model's score calibration (:mod:`os2d.inference.calibration`) and store it in the model folder.
+
+1. Background bank: scene features of ``--backgrounds`` photos (no objects of interest), every
+   ``--every``-th photo at ``--side`` px (longer side).
+2. Fitting data: exact-mode detections (raw scores, the best ``--per-image`` per scene) on datasets of
+   TRAINING classes only (``--dataset PATH[:SPLIT]``, repeatable), each labelled correct when it
+   matches a ground-truth box of its class (IoU >= 0.5, each box once, by decreasing score).
+3. ``alpha``, ``beta`` of ``p = sigmoid(alpha * z + beta)`` by logistic regression; written with the
+   bank to ``MODEL/calibration.safetensors``. Prints the fit and a reliability table.
+
+Usage:
+    python benchmarks/calibrate.py --model src/os2d/assets/models/default \\
+        --dataset ../shared/data/flickrlogos27:train --dataset /work/runs/data/synth-shelf \\
+        --backgrounds ../shared/data/backgrounds
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision.ops import box_iou
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def background_bank(detector, folder: Path, *, every: int, side: int):
+    from os2d.inference.calibration import BackgroundBank
+
+    photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[::every]
+    det = detector.with_settings(scales=[side], pyramid_rule="paper")
+    maps = [det.scene(p).features(0)[0].clone() for p in photos]
+    return BackgroundBank(maps=maps), [p.name for p in photos]
+
+
+def labelled_detections(detector, spec: str, *, per_image: int, max_images: int):
+    """(z-ready raw scores, entry stats, correct flags) of one training dataset."""
+    from os2d.data.datasets import resolve_dataset
+
+    path, _, split = spec.partition(":")
+    data = resolve_dataset(path, split=split or None)
+    images = data.images[:max_images]
+    bank = detector.prepare_classes(dict(data.class_images))
+    det = detector.with_settings(score_threshold=float("-inf"), max_detections=per_image, scores="raw",
+                                 one_label=False)
+    raws, stats, correct = [], [], []
+    index = {n: i for i, n in enumerate(bank.names)}
+    for rec in images:
+        dets = det.detect(rec.path, bank)
+        gt_boxes = torch.as_tensor(rec.boxes, dtype=torch.float32).reshape(-1, 4)
+        gt_labels = torch.tensor([index.get(lab, -1) for lab in rec.labels], dtype=torch.int64)
+        used = torch.zeros(len(gt_boxes), dtype=torch.bool)
+        iou = box_iou(dets.boxes, gt_boxes) if len(gt_boxes) and len(dets) else torch.zeros(len(dets), len(gt_boxes))
+        for i in range(len(dets)):
+            ok = (gt_labels == dets.labels[i]) & ~used & (iou[i] >= 0.5) if len(gt_boxes) else torch.zeros(0, dtype=torch.bool)
+            hit = bool(ok.any())
+            if hit:
+                used[int(torch.where(ok, iou[i], torch.tensor(-1.0)).argmax())] = True
+            correct.append(hit)
+        entries = dets.extra["entries"]
+        raws.append(dets.scores)
+        stats.append(bank.extras["calibration"][entries])
+    return torch.cat(raws), torch.cat(stats), np.array(correct), len(images)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, required=True, help="an os2d model folder (written in place)")
+    parser.add_argument("--dataset", action="append", required=True, help="PATH[:SPLIT] of training classes")
+    parser.add_argument("--backgrounds", type=Path, default=ROOT.parent / "shared" / "data" / "backgrounds")
+    parser.add_argument("--every", type=int, default=8)
+    parser.add_argument("--side", type=int, default=384)
+    parser.add_argument("--per-image", type=int, default=50)
+    parser.add_argument("--max-images", type=int, default=120)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    from os2d import Detector
+    from os2d.inference.calibration import BackgroundBank, fit_calibrator
+
+    plain = Detector.load(args.model, scores="raw")
+    start = time.time()
+    bank, names = background_bank(plain, args.backgrounds, every=args.every, side=args.side)
+    print(f"background bank: {len(bank.maps)} photos, {bank.cells} cells ({time.time() - start:.0f} s)", flush=True)
+    det = Detector(plain.model, plain.config, background=bank, scores="raw")
+    raws, stats, correct = [], [], []
+    for spec in args.dataset:
+        r, s, c, n = labelled_detections(det, spec, per_image=args.per_image, max_images=args.max_images)
+        raws.append(r), stats.append(s), correct.append(c)
+        print(f"{spec}: {n} images, {len(c)} detections, {int(c.sum())} correct ({time.time() - start:.0f} s)",
+              flush=True)
+    raw, stat, ok = torch.cat(raws), torch.cat(stats), np.concatenate(correct)
+    from os2d.inference.calibration import Calibrator
+
+    z = Calibrator(alpha=1.0, beta=0.0).standardise(raw, stat).numpy()
+    cal = fit_calibrator(z, ok, description=f"fitted on {', '.join(args.dataset)}; backgrounds: {len(names)} "
+                                            f"photos of {args.backgrounds.name} at {args.side} px")
+    print(f"alpha {cal.alpha:.4f} beta {cal.beta:.4f}")
+    p = cal(raw, stat).numpy()
+    print("calibrated   detections  observed precision")
+    for lo in np.arange(0.0, 1.0, 0.1):
+        sel = (p >= lo) & (p < lo + 0.1)
+        if sel.any():
+            print(f"[{lo:.1f}, {lo + 0.1:.1f})  {int(sel.sum()):10d}  {ok[sel].mean():.3f}")
+    BackgroundBank(maps=bank.maps, calibrator=cal).save(args.model, model_identity=plain.model_identity)
+    summary = {"alpha": cal.alpha, "beta": cal.beta, "detections": int(len(ok)), "correct": int(ok.sum()),
+               "backgrounds": names, "side": args.side, "datasets": args.dataset}
+    (args.model / "calibration.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(f"wrote {args.model / 'calibration.safetensors'}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Tests of os2d.inference.calibration: monotone per class, one meaning across classes, the fit, the
+background statistics, and the detector's calibrated thresholds."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from os2d.inference.calibration import BackgroundBank, Calibrator, background_stats, fit_calibrator
+
+
+def test_monotone_in_the_raw_score_for_every_class():
+    cal = Calibrator(alpha=3.0, beta=-1.0)
+    raw = torch.linspace(-1, 1, 201)
+    for stats in ([0.2, 0.3], [0.5, 0.52], [0.7, 0.9], [0.4, 0.4]):  # the last: zero spread (clamped)
+        p = cal(raw, torch.tensor([stats]).expand(201, 2))
+        assert bool((p[1:] >= p[:-1]).all()) and bool((p >= 0).all()) and bool((p <= 1).all())
+        assert bool((p[1:] > p[:-1]).any())  # not constant
+
+
+def test_class_independent_meaning_on_synthetic_score_distributions():
+    """Two classes whose background scores are shifted and scaled copies of each other: a score at the
+    same place of each class's own distribution gets the same calibrated value, although the raw
+    scores differ a lot."""
+    rng = np.random.default_rng(0)
+    base = torch.from_numpy(rng.standard_normal(20000)).float()
+    plain = 0.6 + 0.05 * base  # a textureless packshot: high, narrow background scores
+    detailed = 0.2 + 0.15 * base  # a detailed logo: low, wide background scores
+    q = torch.tensor([0.99, 0.999])
+    s_plain, s_detail = torch.quantile(plain, q), torch.quantile(detailed, q)
+    cal = Calibrator(alpha=2.0, beta=0.5)
+    for k in (2.0, 3.5, 5.0):  # k standard deviations above the mean of each class's background
+        p1 = cal(torch.tensor([0.6 + 0.05 * k]), s_plain[None])
+        p2 = cal(torch.tensor([0.2 + 0.15 * k]), s_detail[None])
+        torch.testing.assert_close(p1, p2, rtol=0, atol=2e-3)
+    # the same raw score means different things: 0.75 is 3 sd above the plain class's mean, 3.67 above the other's
+    assert float(cal(torch.tensor([0.75]), s_plain[None])) < float(cal(torch.tensor([0.75]), s_detail[None]))
+
+
+def test_fit_recovers_a_known_logistic_law():
+    rng = np.random.default_rng(1)
+    z = rng.normal(0, 2, 20000)
+    p = 1 / (1 + np.exp(-(1.7 * z - 0.8)))
+    y = rng.random(z.size) < p
+    cal = fit_calibrator(z, y)
+    assert cal.alpha == pytest.approx(1.7, rel=0.05) and cal.beta == pytest.approx(-0.8, abs=0.06)
+
+
+def test_fit_refuses_data_without_both_outcomes():
+    with pytest.raises(ValueError, match="both outcomes"):
+        fit_calibrator(np.zeros(50), np.zeros(50))
+
+
+def test_calibrator_refuses_a_decreasing_map():
+    with pytest.raises(ValueError, match="alpha > 0"):
+        Calibrator(alpha=-1.0, beta=0.0)
+
+
+def test_background_stats_are_quantiles_of_the_exact_scores_and_bank_round_trip(tmp_path):
+    from os2d.model.head import OS2DHead
+    from os2d.ops.features import l2_normalize
+
+    g = torch.Generator().manual_seed(0)
+    maps = [l2_normalize(torch.randn(8, 9, 11, generator=g), dim=0), l2_normalize(torch.randn(8, 6, 7, generator=g), dim=0)]
+    feats = l2_normalize(torch.randn(3, 8, 15, 15, generator=g), dim=1)
+    head = OS2DHead(transform_net=None, variant="v1")
+    stats = background_stats(head, feats, BackgroundBank(maps=maps), chunk=2)
+    scores = torch.cat([head(m[None], feats).scores[0].reshape(3, -1) for m in maps], 1)
+    torch.testing.assert_close(stats, torch.quantile(scores, torch.tensor([0.99, 0.999]), dim=1).T)
+    bank = BackgroundBank(maps=maps, calibrator=Calibrator(alpha=2.0, beta=-1.0))
+    bank.save(tmp_path, model_identity="os2d-test")
+    back = BackgroundBank.load(tmp_path)
+    assert back.calibrator == bank.calibrator and len(back.maps) == 2
+    torch.testing.assert_close(back.maps[0], maps[0], rtol=0, atol=1e-3)  # stored as float16
+    assert BackgroundBank.load(tmp_path / "nothing") is None
