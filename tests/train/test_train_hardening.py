@@ -198,3 +198,23 @@ def test_config_file_that_is_not_text_or_not_a_file(tmp_path):
 
 def test_numbers_written_as_yaml_strings_are_numbers():
     assert load_config(None, ["optim.lr=1e-3"]).optim.lr == pytest.approx(1e-3)
+
+
+def test_format_1_checkpoint_of_an_earlier_os2d_still_resumes(tmp_path):
+    run = tmp_path / "run"
+    train(load_config(None, tiny_overrides(**{"optim.iterations": 1, "optim.lr_steps": "[5]"})), run, progress=False)
+    blob = load_checkpoint(run)
+    assert isinstance(blob["scheduler"]["milestones"], __import__("collections").Counter)
+    random.seed(4)
+    np.random.seed(5)
+    legacy = dict(blob, format_version=1, rng={"python": random.getstate(), "numpy": np.random.get_state(),
+                                               "torch": torch.get_rng_state()})
+    legacy["scheduler"] = dict(blob["scheduler"], milestones=dict(blob["scheduler"]["milestones"]))
+    torch.save(legacy, run / CHECKPOINT_FILE)  # as os2d 0.1 wrote it: NumPy arrays inside
+    upgraded = load_checkpoint(run)
+    assert upgraded["format_version"] == 2 and upgraded["rng"]["numpy"]["keys"].dtype == torch.int64
+    restore_rng_state(upgraded["rng"])
+    assert np.random.rand() == np.random.RandomState(5).rand()
+    summary = train(load_config(None, tiny_overrides(**{"optim.iterations": 2, "optim.lr_steps": "[5]"})), run,
+                    resume=True, progress=False)
+    assert summary["iterations"] == 2

@@ -9,9 +9,11 @@ intact (it loses at most one checkpoint interval).
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import random
+from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -68,10 +70,13 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 def save_checkpoint(run_dir: Path, *, iteration: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler: Any, sampler_state: Optional[dict], extra: Optional[dict] = None) -> Path:
     """Write ``run_dir/checkpoint.pt`` atomically; ``iteration`` = optimizer steps done."""
+    schedule = dict(scheduler.state_dict())
+    if isinstance(schedule.get("milestones"), Counter):  # a plain dict for every torch's weights-only loader
+        schedule["milestones"] = dict(schedule["milestones"])
     blob = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "iteration": int(iteration),
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "optimizer": optimizer.state_dict(), "scheduler": schedule,
         "sampler": sampler_state, "rng": capture_rng_state(), "extra": extra or {},
     }
     path = Path(run_dir) / CHECKPOINT_FILE
@@ -85,16 +90,43 @@ def load_checkpoint(run_dir: Path) -> Dict[str, Any]:
     path = Path(run_dir) / CHECKPOINT_FILE
     if not path.is_file():
         raise InputNotFoundError(f"no training checkpoint to resume from: {path}")
-    blob = load_tensor_file(path, what="training checkpoint")
+    with contextlib.ExitStack() as stack:
+        if hasattr(torch.serialization, "safe_globals"):  # format 1 held NumPy arrays (data only)
+            stack.enter_context(torch.serialization.safe_globals(_numpy_array_globals()))
+        blob = load_tensor_file(path, what="training checkpoint")
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise InvalidInputError(f"{path} is not an os2d training checkpoint")
+    if blob.get("format_version") == 1:
+        blob = _upgrade_v1(blob)
     if blob.get("format_version") != FORMAT_VERSION:
         raise InvalidInputError(f"{path} has checkpoint version {blob.get('format_version')!r}, "
                                 f"expected {FORMAT_VERSION}")
+    if isinstance(blob.get("scheduler"), dict) and isinstance(blob["scheduler"].get("milestones"), dict):
+        blob["scheduler"]["milestones"] = Counter(blob["scheduler"]["milestones"])
     problem = _layout_problem(blob)
     if problem:
         raise InvalidInputError(f"training checkpoint {path} is damaged: {problem}")
     return blob
+
+
+def _numpy_array_globals() -> list:
+    """What unpickling a NumPy array needs (reconstructor, ndarray, dtypes): data, never code."""
+    core = getattr(np, "_core", None) or np.core
+    return [core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
+def _upgrade_v1(blob: Dict[str, Any]) -> Dict[str, Any]:
+    """Format 1 (random states as Python/NumPy tuples) -> format 2."""
+    rng = dict(blob.get("rng") or {})
+    try:
+        py_version, py_state, py_gauss = rng["python"]
+        np_name, np_keys, np_pos, np_has_gauss, np_cached = rng["numpy"]
+        rng["python"] = {"version": int(py_version), "state": tuple(int(v) for v in py_state), "gauss": py_gauss}
+        rng["numpy"] = {"name": str(np_name), "keys": torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),
+                        "pos": int(np_pos), "has_gauss": int(np_has_gauss), "cached_gaussian": float(np_cached)}
+    except (KeyError, TypeError, ValueError):
+        return blob  # left as it is: the layout check reports it
+    return {**blob, "rng": rng, "format_version": FORMAT_VERSION}
 
 
 def _layout_problem(blob: Dict[str, Any]) -> Optional[str]:
