@@ -15,6 +15,11 @@ class MaskMode(str, Enum):
     white = "white"
 
 
+class Layout(str, Enum):
+    random = "random"
+    shelf = "shelf"
+
+
 SHORT_HELP = "Compose synthetic training scenes with exact boxes (OS2D CSV layout)."
 HELP = (
     "Compose synthetic scenes: class images (packshots, logo crops) pasted on background photos "
@@ -22,16 +27,26 @@ HELP = (
     "OUT/classes/images/, OUT/src/ (the OS2D CSV layout, exact boxes) and OUT/synth_config.json. "
     "Deterministic given --seed.\n\n"
     "Class name = file stem. Paths after the options are taken as more class images, so "
-    "`--classes a.jpg b.jpg` works."
+    "`--classes a.jpg b.jpg` works. --class-table FILE.csv (name, class_image, paste_image, group, "
+    "mask) gives classes whose class image differs from what is pasted (cut-outs, in-store crops) "
+    "and groups (brands). --layout shelf stands products in rows on shelves (repeated facings, "
+    "price tags, group mates side by side; see docs/synth.md)."
 )
 
 
 def synth(
-    classes: Annotated[List[Path], typer.Option(
-        "--classes", help="Class image file or folder (repeatable; see also CLASS_IMAGES).")],
     backgrounds: Annotated[List[Path], typer.Option(
         "--backgrounds", help="Folder (or file) of background photos (repeatable).")],
     out: Annotated[Path, typer.Option("--out", help="Output dataset folder (new or empty).")],
+    classes: Annotated[Optional[List[Path]], typer.Option(
+        "--classes", help="Class image file or folder (repeatable; see also CLASS_IMAGES).",
+        show_default=False)] = None,
+    class_table: Annotated[Optional[Path], typer.Option(
+        "--class-table", help="Class table CSV: name, class_image, paste_image, group, mask (paths "
+                              "relative to the table).", show_default=False)] = None,
+    layout: Annotated[Layout, typer.Option(
+        "--layout", case_sensitive=False,
+        help="random: objects scattered over the background; shelf: products in rows on shelves.")] = Layout.random,
     more_classes: Annotated[Optional[List[Path]], typer.Argument(
         metavar="CLASS_IMAGES", help="More class image files or folders.", show_default=False)] = None,
     num_scenes: Annotated[int, typer.Option(
@@ -82,7 +97,7 @@ def synth(
         scene_size=scene_size, object_size=(object_min, object_max), min_box_size=min_box_size,
         max_iou=max_iou, mask=mask.value, rotation_max_deg=rotation_max_deg,
         occlusion_prob=occlusion_prob, max_occlusion=max_occlusion,
-        difficult_occlusion=difficult_occlusion, split=split, name=name,
+        difficult_occlusion=difficult_occlusion, split=split, name=name, layout=layout.value,
     )
     show = sys.stderr.isatty() if progress is None else progress
     from tqdm import tqdm
@@ -95,8 +110,8 @@ def synth(
         bars[0].update(n)
 
     try:
-        summary = generate_dataset(list(classes) + list(more_classes or []), backgrounds, out, config,
-                                   overwrite=overwrite, progress=step)
+        summary = generate_dataset(list(classes or []) + list(more_classes or []), backgrounds, out, config,
+                                   overwrite=overwrite, progress=step, class_table=class_table)
     finally:
         for bar in bars:
             bar.close()

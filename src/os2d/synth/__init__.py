@@ -2,16 +2,20 @@
 from os2d.synth.compose import (
     BackgroundPool,
     ClassImage,
+    ClassSource,
     ObjectPatch,
     Scene,
     SceneObject,
     compose_scene,
     foreground_mask,
     load_class_image,
+    pick_appearance,
     scene_rng,
     transform_object,
 )
-from os2d.synth.config import MASK_MODES, SynthConfig
+from os2d.synth.config import LAYOUTS, MASK_MODES, ShelfConfig, SynthConfig
+from os2d.synth.shelf import compose_shelf_scene
+from os2d.synth.sources import load_appearance, read_class_table, sources_from_images
 from os2d.synth.writer import (
     CSV_COLUMNS,
     SynthSummary,
@@ -23,17 +27,25 @@ __all__ = [
     "BackgroundPool",
     "CSV_COLUMNS",
     "ClassImage",
+    "ClassSource",
+    "LAYOUTS",
     "MASK_MODES",
     "ObjectPatch",
     "Scene",
     "SceneObject",
+    "ShelfConfig",
     "SynthConfig",
     "SynthSummary",
     "collect_images",
     "compose_scene",
+    "compose_shelf_scene",
     "foreground_mask",
     "generate_dataset",
+    "load_appearance",
     "load_class_image",
+    "pick_appearance",
+    "read_class_table",
     "scene_rng",
+    "sources_from_images",
     "transform_object",
 ]

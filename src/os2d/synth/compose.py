@@ -57,6 +57,29 @@ class ClassImage:
     masked: bool = False
 
 
+@dataclass
+class ClassSource:
+    """One class: ``class_file`` is copied into the dataset as its class image; one of
+    ``appearances`` (at least one) is pasted for each instance; ``group`` e.g. a brand."""
+
+    name: str
+    class_file: Path
+    appearances: List[ClassImage] = field(default_factory=list)
+    group: Optional[str] = None
+
+    @property
+    def output_name(self) -> str:
+        """File name of the class image in ``classes/images/``: ``<name><suffix>``."""
+        return f"{self.name}{self.class_file.suffix}"
+
+
+def pick_appearance(source: ClassSource, rng: np.random.Generator) -> ClassImage:
+    """A random appearance (no random number is drawn when there is only one)."""
+    if len(source.appearances) == 1:
+        return source.appearances[0]
+    return source.appearances[int(rng.integers(len(source.appearances)))]
+
+
 def foreground_mask(image: np.ndarray, mode: str = "auto", tolerance: int = 30) -> np.ndarray:
     """Foreground of a class image: ``bool[h, w]``.
 
@@ -493,9 +516,13 @@ def _occluder_fill(background: np.ndarray, region: Tuple[slice, slice],
     return np.clip(fill, 0, 255)
 
 
-def compose_scene(index: int, classes: Sequence[ClassImage], backgrounds: BackgroundPool,
+def compose_scene(index: int, classes: Sequence[Union[ClassImage, ClassSource]], backgrounds: BackgroundPool,
                   config: SynthConfig) -> Scene:
     """Compose scene ``index``: the uint8 image before JPEG encoding and its objects.
+
+    ``classes``: class images, or class sources (a random one of a source's appearances is pasted
+    for each object; no random number is drawn for a source with one appearance, so a source
+    made from a class image gives the same scene as the class image).
 
     Objects are pasted in order (later ones may partly cover earlier ones); each object's box is
     the tight box of its warped mask (alpha >= 0.5) clipped to the scene. Placements that would
@@ -518,7 +545,8 @@ def compose_scene(index: int, classes: Sequence[ClassImage], backgrounds: Backgr
 
     for _ in range(n_objects):
         class_index = int(rng.integers(len(classes)))
-        cls = classes[class_index]
+        entry = classes[class_index]
+        cls = entry if isinstance(entry, ClassImage) else pick_appearance(entry, rng)
         target = longer * math.exp(rng.uniform(math.log(lo), math.log(hi)))
         patch = transform_object(cls, target, rng, config)
         for attempt in range(_PLACEMENT_ATTEMPTS):

@@ -3,15 +3,93 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Dict, Tuple
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Dict, Tuple, Union
 
 from os2d.errors import InvalidInputError
 
 #: How a class image's foreground mask is found (see :func:`os2d.synth.compose.foreground_mask`).
 MASK_MODES = ("auto", "none", "white")
+#: Scene layouts: objects scattered at random, or products in rows on shelves (os2d.synth.shelf).
+LAYOUTS = ("random", "shelf")
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass
+class ShelfConfig:
+    """Knobs of the shelf layout (:mod:`os2d.synth.shelf`; fractions unless stated, ``(lo, hi)``
+    pairs are uniform ranges).
+
+    Attributes:
+        rows: shelves per shelf unit. unit_width, unit_height: the unit's share of the scene.
+        fill: product height / shelf height. facings: facings per product group.
+        gap: gap between facings / product width (negative: overlap). same_group_prob: chance
+            that the next product is another class of the same group (e.g. brand).
+        board_height: shelf board front / shelf height. edge_occlusion: products sink behind
+            the board by up to this fraction of their height. tag_prob: price tag per group.
+        tilt: scene perspective, corner shifts / scene size. back_photo_prob: back panel is a
+            darkened piece of the photo (else a plain colour). product_rotation_deg,
+            product_perspective: per-group pose. scene_blur_prob, scene_blur_max_sigma: camera blur.
+    """
+
+    rows: Tuple[int, int] = (1, 4)
+    unit_width: Tuple[float, float] = (0.75, 1.0)
+    unit_height: Tuple[float, float] = (0.7, 1.0)
+    fill: Tuple[float, float] = (0.6, 0.9)
+    facings: Tuple[int, int] = (2, 6)
+    gap: Tuple[float, float] = (-0.12, 0.06)
+    same_group_prob: float = 0.6
+    board_height: float = 0.1
+    edge_occlusion: float = 0.12
+    tag_prob: float = 0.85
+    tilt: float = 0.05
+    back_photo_prob: float = 0.5
+    product_rotation_deg: float = 2.0
+    product_perspective: float = 0.02
+    scene_blur_prob: float = 0.3
+    scene_blur_max_sigma: float = 1.2
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, list):
+                setattr(self, f.name, tuple(value))
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first invalid setting."""
+        def bad(name: str, why: str) -> InvalidInputError:
+            return InvalidInputError(f"shelf config: {name}={getattr(self, name)!r} {why}")
+
+        for name in ("rows", "facings"):
+            lo, hi = getattr(self, name)
+            if not (isinstance(lo, int) and isinstance(hi, int) and 1 <= lo <= hi <= 100):
+                raise bad(name, "must be integers (lo, hi) with 1 <= lo <= hi <= 100")
+        for name in ("unit_width", "unit_height", "fill"):
+            lo, hi = getattr(self, name)
+            if not 0 < lo <= hi <= 1:
+                raise bad(name, "must be (lo, hi) with 0 < lo <= hi <= 1")
+        lo, hi = self.gap
+        if not -0.5 <= lo <= hi <= 1:
+            raise bad("gap", "must be (lo, hi) with -0.5 <= lo <= hi <= 1")
+        for name in ("same_group_prob", "tag_prob", "back_photo_prob", "scene_blur_prob"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise bad(name, "must be in [0, 1]")
+        for name, top in (("board_height", 0.3), ("edge_occlusion", 0.5), ("tilt", 0.2),
+                          ("product_perspective", 0.3), ("product_rotation_deg", 45.0), ("scene_blur_max_sigma", 10)):
+            if not 0 <= getattr(self, name) <= top:
+                raise bad(name, f"must be in [0, {top}]")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "ShelfConfig":
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise InvalidInputError(f"shelf config: unknown settings {unknown}")
+        return cls(**data)
 
 
 @dataclass
@@ -51,6 +129,9 @@ class SynthConfig:
         background_flip: flip backgrounds horizontally at random.
         split: value of the ``split`` column.
         name: dataset name: ``classes/<name>.csv`` and scene file names ``<name>_000000.jpg``.
+        layout: ``random`` (objects scattered over the background) or ``shelf`` (products in rows
+            on shelves, :mod:`os2d.synth.shelf`).
+        shelf: the shelf layout's knobs (:class:`ShelfConfig`; a dict is converted).
     """
 
     num_scenes: int = 100
@@ -84,8 +165,12 @@ class SynthConfig:
     background_flip: bool = True
     split: str = "train"
     name: str = "synth"
+    layout: str = "random"
+    shelf: Union[ShelfConfig, Dict[str, Any]] = field(default_factory=ShelfConfig)
 
     def __post_init__(self) -> None:
+        if isinstance(self.shelf, dict):
+            self.shelf = ShelfConfig.from_dict(self.shelf)
         self.object_size = _pair(self.object_size, float, "object_size")  # type: ignore[assignment]
         self.jpeg_quality = _pair(self.jpeg_quality, int, "jpeg_quality")  # type: ignore[assignment]
         self.validate()
@@ -159,10 +244,17 @@ class SynthConfig:
             raise bad("split", self.split, "must be a non-empty single-line string")
         if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
             raise bad("name", self.name, "must be a file-name-safe word (letters, digits, '.', '_', '-')")
+        if self.layout not in LAYOUTS:
+            raise bad("layout", self.layout, f"must be one of {', '.join(LAYOUTS)}")
+        if not isinstance(self.shelf, ShelfConfig):
+            raise bad("shelf", self.shelf, "must be a ShelfConfig or a dict of its settings")
+        self.shelf.validate()
 
     def to_dict(self) -> Dict[str, Any]:
         """JSON-ready dict (tuples become lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["shelf"] = self.shelf.to_dict()
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "SynthConfig":

@@ -27,8 +27,8 @@ occluders) are counted on the unwarped scene; objects hidden by more than
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass, replace
+from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -36,83 +36,21 @@ import numpy as np
 from os2d.errors import InvalidInputError
 from os2d.synth.compose import (
     BackgroundPool,
+    ClassSource,
     ObjectPatch,
     Scene,
     SceneObject,
     _Canvas,
     _occluder_fill,
     _occluder_shape,
+    pick_appearance,
     scene_rng,
     transform_object,
 )
-from os2d.synth.config import SynthConfig
-from os2d.synth.sources import ClassSource, pick_appearance
+from os2d.synth.config import ShelfConfig, SynthConfig
 
 _OCCLUDER_ATTEMPTS = 4
 _TAG_COLOURS = ((250, 250, 245), (250, 225, 60), (255, 240, 120))
-
-
-@dataclass
-class ShelfConfig:
-    """Knobs of the shelf layout (fractions unless stated; ``(lo, hi)`` pairs are uniform ranges)."""
-
-    rows: Tuple[int, int] = (1, 4)
-    unit_width: Tuple[float, float] = (0.75, 1.0)
-    unit_height: Tuple[float, float] = (0.7, 1.0)
-    fill: Tuple[float, float] = (0.6, 0.9)
-    facings: Tuple[int, int] = (2, 6)
-    gap: Tuple[float, float] = (-0.12, 0.06)
-    same_group_prob: float = 0.6
-    board_height: float = 0.1
-    edge_occlusion: float = 0.12
-    tag_prob: float = 0.85
-    tilt: float = 0.05
-    back_photo_prob: float = 0.5
-    product_rotation_deg: float = 2.0
-    product_perspective: float = 0.02
-    scene_blur_prob: float = 0.3
-    scene_blur_max_sigma: float = 1.2
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, list):
-                setattr(self, f.name, tuple(value))
-        self.validate()
-
-    def validate(self) -> None:
-        """Raise ``ValueError`` naming the first invalid setting."""
-        def bad(name: str, why: str) -> InvalidInputError:
-            return InvalidInputError(f"shelf config: {name}={getattr(self, name)!r} {why}")
-
-        for name in ("rows", "facings"):
-            lo, hi = getattr(self, name)
-            if not (isinstance(lo, int) and isinstance(hi, int) and 1 <= lo <= hi <= 100):
-                raise bad(name, "must be integers (lo, hi) with 1 <= lo <= hi <= 100")
-        for name in ("unit_width", "unit_height", "fill"):
-            lo, hi = getattr(self, name)
-            if not 0 < lo <= hi <= 1:
-                raise bad(name, "must be (lo, hi) with 0 < lo <= hi <= 1")
-        lo, hi = self.gap
-        if not -0.5 <= lo <= hi <= 1:
-            raise bad("gap", "must be (lo, hi) with -0.5 <= lo <= hi <= 1")
-        for name in ("same_group_prob", "tag_prob", "back_photo_prob", "scene_blur_prob"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise bad(name, "must be in [0, 1]")
-        for name, top in (("board_height", 0.3), ("edge_occlusion", 0.5), ("tilt", 0.2),
-                          ("product_perspective", 0.3), ("product_rotation_deg", 45.0), ("scene_blur_max_sigma", 10)):
-            if not 0 <= getattr(self, name) <= top:
-                raise bad(name, f"must be in [0, {top}]")
-
-    def to_dict(self) -> Dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data: Dict[str, Any]) -> "ShelfConfig":
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise InvalidInputError(f"shelf config: unknown settings {unknown}")
-        return cls(**data)
 
 
 @dataclass
@@ -334,8 +272,10 @@ def _finish(image: np.ndarray, rng: np.random.Generator, config: SynthConfig, sh
 
 
 def compose_shelf_scene(index: int, sources: Sequence[ClassSource], backgrounds: BackgroundPool,
-                        config: SynthConfig, shelf: ShelfConfig) -> Scene:
-    """Compose shelf scene ``index`` (see the module docstring); same ``Scene`` as the random layout."""
+                        config: SynthConfig) -> Scene:
+    """Compose shelf scene ``index`` (see the module docstring; knobs: ``config.shelf``); the same
+    ``Scene`` as the random layout."""
+    shelf = config.shelf
     if not sources:
         raise InvalidInputError("no class images given")
     rng = scene_rng(config.seed, index)

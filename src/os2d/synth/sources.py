@@ -20,7 +20,6 @@ image with an alpha channel is cut out by its alpha (>= 128) in ``auto`` and ``w
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -29,27 +28,11 @@ from PIL import Image
 
 from os2d.data.images import load_image
 from os2d.errors import InputNotFoundError, InvalidInputError
-from os2d.synth.compose import ClassImage, foreground_mask
+from os2d.synth.compose import ClassImage, ClassSource, foreground_mask, pick_appearance  # noqa: F401 (re-exported)
 from os2d.synth.config import MASK_MODES
 
 TABLE_COLUMNS = ("name", "class_image", "paste_image", "group", "mask")
 _ALPHA_ON = 128
-
-
-@dataclass
-class ClassSource:
-    """One class: ``class_file`` is copied into the dataset as its class image; one of
-    ``appearances`` (at least one) is pasted for each instance; ``group`` e.g. a brand."""
-
-    name: str
-    class_file: Path
-    appearances: List[ClassImage] = field(default_factory=list)
-    group: Optional[str] = None
-
-    @property
-    def output_name(self) -> str:
-        """File name of the class image in ``classes/images/``: ``<name><suffix>``."""
-        return f"{self.name}{self.class_file.suffix.lower()}"
 
 
 def alpha_mask(path: Path) -> Optional[np.ndarray]:
@@ -129,10 +112,3 @@ def read_class_table(table: Path, *, mask: str = "auto", tolerance: int = 30) ->
         row_mask = (row.get("mask") or "").strip() or mask
         src.appearances.append(load_appearance(paste, name=name, mask=row_mask, tolerance=tolerance))
     return [sources[n] for n in sorted(sources)]
-
-
-def pick_appearance(source: ClassSource, rng: np.random.Generator) -> ClassImage:
-    """A random appearance (no random number is drawn when there is only one)."""
-    if len(source.appearances) == 1:
-        return source.appearances[0]
-    return source.appearances[int(rng.integers(len(source.appearances)))]

@@ -7,6 +7,8 @@ Layout of ``OUT``::
     OUT/src/<name>_000000.jpg     the scenes
     OUT/synth_config.json         config, seed, inputs and the list of files this tool wrote
 
+Classes come from class image files (each is both the class image and what gets pasted) and/or a
+class table (:mod:`os2d.synth.sources`: class image, paste images, group per class).
 ``--overwrite`` removes only the files listed in an existing ``synth_config.json``. Everything is
 written into a staging folder first and moved into ``OUT`` when complete (see ``os2d.synth.output``).
 """
@@ -20,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
 
-from PIL import Image
 
 from os2d.data.images import read_image_header
 from os2d.errors import InputNotFoundError, InvalidInputError
@@ -28,11 +29,14 @@ from os2d.fileio import atomic_write_text
 from os2d.synth.compose import (
     BackgroundPool,
     ClassImage,
+    ClassSource,
     Scene,
     compose_scene,
     load_class_image,
 )
 from os2d.synth.config import SynthConfig
+from os2d.synth.shelf import compose_shelf_scene
+from os2d.synth.sources import read_class_table, sources_from_images
 from os2d.synth.output import (
     CONFIG_FILE,
     TOOL_ID,
@@ -113,6 +117,32 @@ def load_classes(paths: Sequence[Path], *, mask: str, tolerance: int = 30) -> Li
     return [load_class_image(by_name[name], mask=mask, tolerance=tolerance) for name in sorted(by_name)]
 
 
+def load_sources(class_inputs: Iterable[PathLike], class_table: Optional[PathLike], *,
+                 config: SynthConfig) -> List[ClassSource]:
+    """Class sources of image files/folders and/or a class table, sorted by name (names unique)."""
+    inputs = list(class_inputs)
+    if not inputs and class_table is None:
+        raise InvalidInputError("no class images given (--classes and/or --class-table)")
+    sources = []
+    if inputs:
+        sources += sources_from_images(collect_images(inputs, what="class image"), mask=config.mask,
+                                       tolerance=config.mask_tolerance)
+    if class_table is not None:
+        sources += read_class_table(Path(class_table), mask=config.mask, tolerance=config.mask_tolerance)
+    names = [s.name for s in sources]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InvalidInputError(f"class names given twice (class images and class table): {dupes[:5]}")
+    return sorted(sources, key=lambda s: s.name)
+
+
+def source_files(sources: Sequence[ClassSource]) -> List[Path]:
+    """Every input file of the sources (class images and paste images)."""
+    files = {s.class_file for s in sources}
+    files.update(a.path for s in sources for a in s.appearances if a.path is not None)
+    return sorted(files)
+
+
 def check_images_readable(paths: Sequence[Path], *, what: str) -> None:
     """Cheap header check of every image: file type, format, pixel count (full decoding
     happens later, lazily; a failure then leaves no output, see :func:`generate_dataset`)."""
@@ -124,11 +154,13 @@ def scene_file_name(config: SynthConfig, index: int) -> str:
     return f"{config.name}_{index:06d}.jpg"
 
 
-def class_file_name(cls: ClassImage) -> str:
+def class_file_name(cls: Union[ClassImage, ClassSource]) -> str:
+    if isinstance(cls, ClassSource):
+        return cls.output_name
     return cls.path.name if cls.path is not None else f"{cls.name}.jpg"
 
 
-def planned_files(config: SynthConfig, classes: Sequence[ClassImage]) -> List[str]:
+def planned_files(config: SynthConfig, classes: Sequence[ClassSource]) -> List[str]:
     """Relative POSIX paths of every file a run may write (the manifest)."""
     files = [CONFIG_FILE, f"classes/{config.name}.csv"]
     files += [f"classes/images/{class_file_name(c)}" for c in classes]
@@ -136,17 +168,19 @@ def planned_files(config: SynthConfig, classes: Sequence[ClassImage]) -> List[st
     return files
 
 
-def _write_manifest(out: Path, config: SynthConfig, classes: Sequence[ClassImage],
+def _write_manifest(out: Path, config: SynthConfig, classes: Sequence[ClassSource],
                     backgrounds: Sequence[Path], files: Sequence[str], complete: bool,
-                    stats: Optional[dict] = None) -> None:
+                    stats: Optional[dict] = None, class_table: Optional[Path] = None) -> None:
     data = {
         "tool": TOOL_ID,
         "format_version": FORMAT_VERSION,
         "complete": complete,
         "seed": config.seed,
         "config": config.to_dict(),
-        "classes": [{"name": c.name, "file": class_file_name(c),
-                     "source": str(c.path) if c.path else None, "masked": c.masked} for c in classes],
+        "class_table": str(class_table) if class_table is not None else None,
+        "classes": [{"name": c.name, "file": class_file_name(c), "source": str(c.class_file),
+                     "masked": any(a.masked for a in c.appearances), "group": c.group,
+                     "paste_images": len(c.appearances)} for c in classes],
         "backgrounds": [str(p) for p in backgrounds],
         "stats": stats or {},
         "files": list(files),
@@ -159,7 +193,7 @@ def _write_manifest(out: Path, config: SynthConfig, classes: Sequence[ClassImage
 # --------------------------------------------------------------------------------------------
 
 
-def scene_rows(scene: Scene, classes: Sequence[ClassImage], config: SynthConfig,
+def scene_rows(scene: Scene, classes: Sequence[Union[ClassImage, ClassSource]], config: SynthConfig,
                first_box_id: int) -> List[dict]:
     """CSV rows (dicts keyed by CSV_COLUMNS) of one scene's objects."""
     width, height = scene.size
@@ -183,13 +217,20 @@ def scene_rows(scene: Scene, classes: Sequence[ClassImage], config: SynthConfig,
     return rows
 
 
-def _write_scenes(staging: Path, config: SynthConfig, classes: Sequence[ClassImage],
+def compose(index: int, classes: Sequence[ClassSource], pool: BackgroundPool, config: SynthConfig) -> Scene:
+    """Scene ``index`` in the config's layout."""
+    if config.layout == "shelf":
+        return compose_shelf_scene(index, classes, pool, config)
+    return compose_scene(index, classes, pool, config)
+
+
+def _write_scenes(staging: Path, config: SynthConfig, classes: Sequence[ClassSource],
                   bg_paths: Sequence[Path], progress: Optional[Callable[[int], None]]) -> List[dict]:
     """Compose and write every scene into ``staging/src``; return the CSV rows."""
     pool = BackgroundPool(bg_paths, config.scene_size)
     rows: List[dict] = []
     for index in range(config.num_scenes):
-        scene = compose_scene(index, classes, pool, config)
+        scene = compose(index, classes, pool, config)
         if scene.objects:
             (staging / "src" / scene_file_name(config, index)).write_bytes(scene.encode_jpeg())
             rows.extend(scene_rows(scene, classes, config, len(rows)))
@@ -205,8 +246,9 @@ def _write_scenes(staging: Path, config: SynthConfig, classes: Sequence[ClassIma
     return rows
 
 
-def _write_dataset(staging: Path, config: SynthConfig, classes: Sequence[ClassImage],
-                   bg_paths: Sequence[Path], progress: Optional[Callable[[int], None]]) -> dict:
+def _write_dataset(staging: Path, config: SynthConfig, classes: Sequence[ClassSource],
+                   bg_paths: Sequence[Path], progress: Optional[Callable[[int], None]],
+                   class_table: Optional[Path] = None) -> dict:
     """Write the whole dataset into ``staging``; return its stats."""
     (staging / "src").mkdir()
     (staging / "classes" / "images").mkdir(parents=True)
@@ -215,10 +257,7 @@ def _write_dataset(staging: Path, config: SynthConfig, classes: Sequence[ClassIm
     written += sorted({f"src/{r['imagefilename']}" for r in rows})
     for cls in classes:
         rel = f"classes/images/{class_file_name(cls)}"
-        if cls.data is not None:
-            (staging / rel).write_bytes(cls.data)
-        else:
-            Image.fromarray(cls.image).save(staging / rel, format="JPEG", quality=95)
+        shutil.copyfile(cls.class_file, staging / rel)
         written.append(rel)
     with open(staging / "classes" / f"{config.name}.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, lineterminator="\n")
@@ -226,33 +265,37 @@ def _write_dataset(staging: Path, config: SynthConfig, classes: Sequence[ClassIm
         writer.writerows(rows)
     stats = {"scenes": len({r["imageid"] for r in rows}), "boxes": len(rows),
              "difficult": sum(r["difficult"] for r in rows), "classes": len(classes)}
-    _write_manifest(staging, config, classes, bg_paths, written, complete=True, stats=stats)
+    _write_manifest(staging, config, classes, bg_paths, written, complete=True, stats=stats,
+                    class_table=class_table)
     return stats
 
 
 def generate_dataset(class_inputs: Iterable[PathLike], background_inputs: Iterable[PathLike],
                      out: PathLike, config: SynthConfig, *, overwrite: bool = False,
-                     progress: Optional[Callable[[int], None]] = None) -> SynthSummary:
+                     progress: Optional[Callable[[int], None]] = None,
+                     class_table: Optional[PathLike] = None) -> SynthSummary:
     """Compose ``config.num_scenes`` scenes and write them in the OS2D CSV layout under ``out``.
 
-    ``class_inputs`` / ``background_inputs``: image files and/or folders. ``progress(n)`` is
+    ``class_inputs`` / ``background_inputs``: image files and/or folders; ``class_table``: a class
+    table CSV (:func:`os2d.synth.sources.read_class_table`), alone or with ``class_inputs``.
+    ``config.layout`` chooses the random or the shelf layout. ``progress(n)`` is
     called after each scene. All inputs are checked before anything is written; the dataset is
     written into a staging folder beside ``out`` and moved into place when complete, so an
     error (e.g. a background that turns out truncated) or an interrupt leaves ``out`` as it was.
     """
     config.validate()
     out = Path(out)
-    class_paths = collect_images(class_inputs, what="class image")
+    classes = load_sources(class_inputs, class_table, config=config)
     bg_paths = collect_images(background_inputs, what="background image")
-    classes = load_classes(class_paths, mask=config.mask, tolerance=config.mask_tolerance)
     check_images_readable(bg_paths, what="background image")
-    old = check_output(out, overwrite=overwrite, planned=planned_files(config, classes),
-                       inputs=list(class_paths) + list(bg_paths))
+    inputs = source_files(classes) + list(bg_paths) + ([Path(class_table)] if class_table is not None else [])
+    old = check_output(out, overwrite=overwrite, planned=planned_files(config, classes), inputs=inputs)
     created = make_parents(out.parent)
     remove_stale_staging(out)
     staging = new_staging(out)
     try:
-        stats = _write_dataset(staging, config, classes, bg_paths, progress)
+        stats = _write_dataset(staging, config, classes, bg_paths, progress,
+                               Path(class_table) if class_table is not None else None)
         publish(staging, out, old)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

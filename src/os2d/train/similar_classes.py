@@ -56,13 +56,9 @@ def rank_similar_classes(names: Sequence[str], descriptors: np.ndarray, *,
     out: Dict[str, List[str]] = {}
     for i, name in enumerate(names):
         group = groups.get(name)
-
-        def key(j: int) -> tuple:
-            same = group is not None and groups.get(names[j]) == group
-            return (not same, -sim[i, j], names[j])
-
-        others = sorted((j for j in range(len(names)) if j != i), key=key)
-        out[name] = [names[j] for j in others[:top]]
+        keys = [(not (group is not None and groups.get(other) == group), -float(sim[i, j]), other)
+                for j, other in enumerate(names) if j != i]
+        out[name] = [key[2] for key in sorted(keys)[:top]]
     return out
 
 
