@@ -26,7 +26,7 @@ from os2d.errors import InvalidInputError
 from os2d.inference.bank import BankKey, ClassBank
 from os2d.inference.calibration import CALIBRATION_FILE, BackgroundBank, Calibrator, background_stats
 from os2d.inference.candidates import finalize
-from os2d.inference.one_label import one_label
+from os2d.inference.one_label import one_label, rank_by_color
 from os2d.inference.prepare import ClassSpec, bank_from_tensors, load_class_images
 from os2d.inference.registry import Method, get_method
 from os2d.inference.scene import Scene
@@ -193,15 +193,19 @@ class Detector:
                                         f"(call prepare_classes with a {self.method.name} detector)")
             return classes
         backbone = self.model.backbone
-        names, tensors, labels = load_class_images(classes, key=self.bank_key, mean=backbone.pixel_mean,
-                                                   std=backbone.pixel_std)
-        return self.bank_from_tensors(names, tensors, labels)
+        names, tensors, labels, colors = load_class_images(classes, key=self.bank_key, mean=backbone.pixel_mean,
+                                                           std=backbone.pixel_std)
+        return self.bank_from_tensors(names, tensors, labels, colors=colors)
 
     @torch.no_grad()
-    def bank_from_tensors(self, names: List[str], tensors: List[torch.Tensor], labels: List[int]) -> ClassBank:
-        """A class bank from preprocessed class images ``Tensor[3, h, w]`` (entry i has class ``labels[i]``)."""
+    def bank_from_tensors(self, names: List[str], tensors: List[torch.Tensor], labels: List[int], *,
+                          colors: Optional[torch.Tensor] = None) -> ClassBank:
+        """A class bank from preprocessed class images ``Tensor[3, h, w]`` (entry i has class ``labels[i]``);
+        ``colors``: their colour signatures ``Tensor[K, D]`` (for telling variants apart)."""
         bank = bank_from_tensors(self.model, self._shared.backbone, names, tensors, labels, key=self.bank_key,
                                  keep_raw=self.method.needs_raw_features, device=self.device)
+        if colors is not None:
+            bank.extras["colors"] = colors
         if self._shared.background is not None:
             bank.extras["calibration"] = background_stats(self.model.head, bank.features, self._shared.background,
                                                           chunk=self.settings.class_batch)
@@ -232,13 +236,13 @@ class Detector:
             image_name = Path(image).name if isinstance(image, (str, Path)) else "image_0"
         scene = self.scene(image, on_level=on_level)
         cands = self.method.candidates(self, scene, bank)
-        done = finalize(cands, bank.entry_labels, self.settings, post=self._post_steps(bank))
+        done = finalize(cands, bank.entry_labels, self.settings, post=self._post_steps(bank, scene.image))
         c = done.cands
         return Detections(boxes=c.boxes, scores=c.scores, labels=done.labels, class_names=list(bank.names),
                           image_size=scene.size, image_name=image_name,
                           extra={"corners": c.corners, "anchors": c.anchors, "entries": c.entries, **done.extra})
 
-    def _post_steps(self, bank: ClassBank) -> list:
+    def _post_steps(self, bank: ClassBank, image) -> list:
         """Cross-class steps after the per-class NMS: calibration, one label per object."""
         steps = []
         if self.settings.scores == "calibrated":
@@ -256,8 +260,11 @@ class Detector:
         if self.settings.one_label:
             iou = self.settings.one_label_iou
 
+            weight = self.settings.color_weight if "colors" in bank.extras else 0.0
+
             def single(cands, labels, extra):
-                keep, runner_label, runner_score = one_label(cands, labels, iou=iou)
+                rank = rank_by_color(image, cands, labels, bank.extras.get("colors"), weight=weight, iou=iou)
+                keep, runner_label, runner_score = one_label(cands, labels, iou=iou, rank=rank)
                 extra = {k: v[keep] for k, v in extra.items()}
                 extra.update(runner_up_label=runner_label, runner_up_score=runner_score)
                 return cands.select(keep), labels[keep], extra

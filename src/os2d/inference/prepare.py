@@ -11,6 +11,7 @@ from os2d.data.preprocess import check_class_image_size, resize, size_by_area, t
 from os2d.errors import InvalidInputError, InvalidTypeError
 from os2d.inference.bank import BankKey, ClassBank, TensorStore
 from os2d.model.os2d import OS2DModel
+from os2d.inference.verify import color_signature
 from os2d.ops.features import l2_normalize
 
 ClassSpec = Mapping[str, Union[ImageLike, Sequence[ImageLike]]]
@@ -28,8 +29,10 @@ def class_pixels(image: Image.Image, *, class_size: int, interpolation: str, mea
     return to_tensor(resize(image, size, interpolation=interpolation), mean=mean, std=std)
 
 
-def load_class_images(classes: ClassSpec, *, key: BankKey, mean, std) -> Tuple[List[str], List[torch.Tensor], List[int]]:
-    """Names, preprocessed entries ``Tensor[3, h, w]`` (augmented copies included) and entry labels.
+def load_class_images(classes: ClassSpec, *, key: BankKey, mean, std
+                      ) -> Tuple[List[str], List[torch.Tensor], List[int], torch.Tensor]:
+    """Names, preprocessed entries ``Tensor[3, h, w]`` (augmented copies included), entry labels and the
+    entries' colour signatures ``Tensor[K, D]`` (:mod:`os2d.inference.verify`).
 
     Raises clear errors for an empty mapping, an empty or non-string class name, a class without
     images, and unreadable or too small images.
@@ -38,7 +41,7 @@ def load_class_images(classes: ClassSpec, *, key: BankKey, mean, std) -> Tuple[L
         raise InvalidTypeError(f"classes must be a mapping of class name -> image(s), got {type(classes).__name__}")
     if len(classes) == 0:
         raise InvalidInputError("no classes given: pass a mapping of class name -> class image(s)")
-    names, tensors, labels = [], [], []
+    names, tensors, labels, colors = [], [], [], []
     for label, (name, images) in enumerate(classes.items()):
         if not isinstance(name, str) or not name.strip():
             raise InvalidInputError(f"class names must be non-empty strings, got {name!r}")
@@ -53,7 +56,8 @@ def load_class_images(classes: ClassSpec, *, key: BankKey, mean, std) -> Tuple[L
                 tensors.append(class_pixels(variant, class_size=key.class_size, interpolation=key.interpolation,
                                             mean=mean, std=std))
                 labels.append(label)
-    return names, tensors, labels
+                colors.append(color_signature(variant))
+    return names, tensors, labels, torch.stack(colors)
 
 
 def class_descriptors(features: torch.Tensor) -> torch.Tensor:

@@ -84,6 +84,7 @@ class DetectSettings(BaseModel):
     scores: Literal["raw", "calibrated"] = "raw"
     one_label: bool = False
     one_label_iou: float = Field(default=0.5, gt=0.0, le=1.0)
+    color_weight: float = Field(default=0.0, ge=0.0, le=10.0)
     cascade: CascadeSettings = CascadeSettings()
 
     @field_validator("scales")
