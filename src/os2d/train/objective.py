@@ -20,7 +20,6 @@ from torch import nn
 from os2d.errors import InvalidInputError
 from os2d.model.os2d import OS2DModel
 from os2d.ops.boxes import encode_boxes, make_anchors
-from os2d.ops.features import l2_normalize, resize_class_features
 from os2d.train.batching import TrainBatch
 from os2d.train.config import LossSection
 from os2d.train.losses import LossOutput, os2d_loss
@@ -101,20 +100,19 @@ class TrainFeatures:
 
     # ------------------------------------------------------------------ public
     def scene_features(self, images: torch.Tensor) -> torch.Tensor:
-        """Normalised scenes ``Tensor[B, 3, P, P]`` -> L2-normalised ``Tensor[B, C, H, W]``."""
-        return l2_normalize(self.raw_features(images), dim=1, eps=self.model.feature_eps)
+        """Normalised scenes ``Tensor[B, 3, P, P]`` -> L2-normalised ``Tensor[B, C, H, W]`` (the model's
+        :meth:`~os2d.model.os2d.OS2DModel.embed_scene` of the backbone parts this mode trains)."""
+        return self.model.embed_scene(self.raw_features(images))
 
     def class_features(self, ids: Sequence[Hashable], images: Sequence[torch.Tensor]) -> torch.Tensor:
         """K class images -> ``Tensor[K, C, g, g]`` (resampled, L2-normalised); cached by id when frozen."""
-        grid = self.model.head.grid_size
         out = []
         for key, image in zip(ids, images):
             x = image.unsqueeze(0)
             if self.mode == "none":
                 if key not in self.cache:
                     with torch.no_grad():
-                        fm = resize_class_features(self.model.backbone(x), size=grid)
-                        self.cache[key] = l2_normalize(fm, dim=1, eps=self.model.feature_eps)
+                        self.cache[key] = self.model.embed_class(self.model.backbone(x))
                 out.append(self.cache[key])
                 continue
             if self.mode == "last_blocks":
@@ -124,7 +122,7 @@ class TrainFeatures:
                 fm = self._suffix(self.cache[key])
             else:
                 fm = self.model.backbone(x)
-            out.append(l2_normalize(resize_class_features(fm, size=grid), dim=1, eps=self.model.feature_eps))
+            out.append(self.model.embed_class(fm))
         return torch.cat(out, 0)  # [K, C, g, g]
 
     def set_train_mode(self) -> None:
@@ -165,7 +163,7 @@ def compute_batch_loss(features: TrainFeatures, batch: TrainBatch, cfg: LossSect
     images = batch.images.to(device)
     scene_fm = features.scene_features(images)
     class_fm = features.class_features(batch.class_image_ids, [im.to(device) for im in batch.class_images])
-    out = model.head(scene_fm, class_fm, detached_scores=True)
+    out = model.head(scene_fm, class_fm, detached_scores=True)  # the same head forward as inference
     b, k, height, width = out.scores.shape
     anchors = make_anchors(height, width, stride=model.backbone.stride, size=model.head.anchor_size,
                            dtype=out.boxes.dtype, device=device)
