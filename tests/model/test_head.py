@@ -149,3 +149,31 @@ def test_identity_head_score_gradcheck_wrt_class_features():
     scene = _unit_features(1, 2, 4, 4, seed=15, dtype=torch.float64)
     cls = _unit_features(2, 2, 3, 3, seed=16, dtype=torch.float64).requires_grad_(True)
     assert torch.autograd.gradcheck(lambda c: head(scene, c).scores, (cls,))
+
+
+@pytest.mark.parametrize("variant", ["v1", "v2"])
+@pytest.mark.parametrize("radius", [0, 1, 2])
+@pytest.mark.parametrize("centers", [
+    [[0, 0, 0], [1, 5, 7], [2, 12, 16], [1, 6, 0], [0, 3, 3]],  # spread out, at the borders: one window each
+    [[1, 5, 7], [1, 6, 8], [1, 5, 9], [1, 7, 7]],  # clustered: one window over all of them
+])
+def test_head_at_locations_equals_the_dense_head(variant, radius, centers):
+    """TransformNet on windows of the correlation map gives the dense output at every location computed."""
+    net = _random_transform_net(225, variant, seed=3, scale=0.05)
+    with torch.no_grad():
+        for bn in (net.bn1, net.bn2):
+            bn.running_mean.normal_(0, 0.1)
+            bn.running_var.uniform_(0.5, 2.0)
+    head = OS2DHead(transform_net=net, variant=variant).eval()
+    scene, cls = _unit_features(1, 8, 13, 17, seed=4), _unit_features(3, 8, 15, 15, seed=5)
+    with torch.no_grad():
+        dense = head(scene, cls)
+        out = head.at_locations(head.correlation(scene, cls), torch.tensor(centers), radius=radius)
+    n, rows, cols = out.index.unbind(1)
+    wanted = {(c[0], c[1] + dy, c[2] + dx) for c in centers for dy in range(-radius, radius + 1)
+              for dx in range(-radius, radius + 1) if 0 <= c[1] + dy < 13 and 0 <= c[2] + dx < 17}
+    assert wanted <= set(map(tuple, out.index.tolist()))  # every requested location (maybe more)
+    assert len(set(map(tuple, out.index.tolist()))) == len(out.index)  # no duplicates
+    torch.testing.assert_close(out.scores, dense.scores[0][n, rows, cols], rtol=0, atol=1e-6)
+    torch.testing.assert_close(out.boxes, dense.boxes[0][n, rows, cols], rtol=1e-6, atol=1e-3)
+    torch.testing.assert_close(out.corners, dense.corners[0][n, rows, cols], rtol=1e-6, atol=1e-3)

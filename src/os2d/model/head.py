@@ -202,9 +202,25 @@ class OS2DHead(nn.Module):
         Returns:
             :class:`LocationOutput` over the distinct locations inside the map.
         """
-        n, _, height, width = corr.shape
         if centers.numel() == 0:
             return _empty_location_output(corr)
+        parts_index, parts_params = [], []
+        squares, rects = _plan_windows(centers, radius, corr.shape[-2:])
+        if squares.numel():
+            index, params = self._square_outputs(corr, squares, radius)
+            parts_index.append(index), parts_params.append(params)
+        for rect in rects:
+            index, params = self._rect_outputs(corr, rect)
+            parts_index.append(index), parts_params.append(params)
+        index, params = torch.cat(parts_index), torch.cat(parts_params)
+        _, _, height, width = corr.shape
+        keep = (index[:, 1] >= 0) & (index[:, 1] < height) & (index[:, 2] >= 0) & (index[:, 2] < width)
+        index, params = index[keep], params[keep]
+        index, first = _unique_rows(index)
+        return self._outputs_at(corr, index, params[first])
+
+    def _square_outputs(self, corr: torch.Tensor, centers: torch.Tensor, radius: int):
+        """Locations ``Tensor[L, 3]`` and parameters ``Tensor[L, P]`` of (2r+1)^2 squares around centres."""
         params = self._window_params(corr, centers, radius)
         # [M, P, 2r+1, 2r+1]
         offsets = torch.arange(-radius, radius + 1, device=corr.device)
@@ -214,13 +230,27 @@ class OS2DHead(nn.Module):
         # [M, 2r+1, 2r+1]
         index = torch.stack([centers[:, 0, None, None].expand_as(rows), rows, cols], -1).reshape(-1, 3)
         # [M*(2r+1)^2, 3]
-        flat_params = params.permute(0, 2, 3, 1).reshape(index.shape[0], -1)
+        return index, params.permute(0, 2, 3, 1).reshape(index.shape[0], -1)
         # [M*(2r+1)^2, P]
-        keep = (index[:, 1] >= 0) & (index[:, 1] < height) & (index[:, 2] >= 0) & (index[:, 2] < width)
-        index, flat_params = index[keep], flat_params[keep]
-        index, first = _unique_rows(index)
-        flat_params = flat_params[first]
-        return self._outputs_at(corr, index, flat_params)
+
+    def _rect_outputs(self, corr: torch.Tensor, rect: Tuple[int, int, int, int, int]):
+        """Locations and parameters of every cell of ``rect = (n, row0, col0, row1, col1)`` (one window)."""
+        n, y0, x0, y1, x1 = rect
+        _, _, height, width = corr.shape
+        rows, cols = torch.arange(y0, y1, device=corr.device), torch.arange(x0, x1, device=corr.device)
+        grid_r, grid_c = torch.meshgrid(rows, cols, indexing="ij")
+        index = torch.stack([torch.full_like(grid_r, n), grid_r, grid_c], -1).reshape(-1, 3)
+        # [h*w, 3]
+        if self.transform_net is None:
+            return index, self.identity.to(corr.dtype).expand(index.shape[0], -1)
+        q = RECEPTIVE_HALF
+        padded = F.pad(corr[n:n + 1], (q, q, q, q))
+        window = padded[:, :, y0:y1 + 2 * q, x0:x1 + 2 * q]
+        # [1, S, h+2q, w+2q]
+        inside = [_rect_mask(y0 - e, x0 - e, y1 + e, x1 + e, height, width, dtype=corr.dtype) for e in (4, 2)]
+        params = self.transform_net.forward_windows(window, inside)
+        # [1, P, h, w]
+        return index, params[0].permute(1, 2, 0).reshape(index.shape[0], -1)
 
     def _window_params(self, corr: torch.Tensor, centers: torch.Tensor, radius: int) -> torch.Tensor:
         """TransformNet parameters around each centre: ``Tensor[M, P, 2r+1, 2r+1]``."""
@@ -252,6 +282,35 @@ class OS2DHead(nn.Module):
             scores[sel] = self._scores(corr[n:n + 1], affine[sel][None], centers[sel][None])[0]
         corners, boxes = self._corners_and_boxes(affine[None], centers[None])
         return LocationOutput(index=index, scores=scores, boxes=boxes[0], corners=corners[0])
+
+
+def _plan_windows(centers: torch.Tensor, radius: int, shape):
+    """Per map, one window over all its centres' squares when cheaper than one window per centre.
+
+    Cost model: the cells of TransformNet's first layer, 4 beyond the outputs on each side.
+    Returns (centres computed square by square ``Tensor[M', 3]``, [rectangles (n, r0, c0, r1, c1)]).
+    """
+    squares, rects = [], []
+    side = 2 * radius + 1
+    for n in centers[:, 0].unique().tolist():
+        mine = centers[centers[:, 0] == n]
+        r0, c0 = max(0, int(mine[:, 1].min()) - radius), max(0, int(mine[:, 2].min()) - radius)
+        r1 = min(int(shape[0]), int(mine[:, 1].max()) + radius + 1)
+        c1 = min(int(shape[1]), int(mine[:, 2].max()) + radius + 1)
+        union = (r1 - r0 + 8) * (c1 - c0 + 8)
+        if union < mine.shape[0] * (side + 8) ** 2:
+            rects.append((n, r0, c0, r1, c1))
+        else:
+            squares.append(mine)
+    return (torch.cat(squares) if squares else centers[:0]), rects
+
+
+def _rect_mask(y0: int, x0: int, y1: int, x1: int, height: int, width: int, *, dtype) -> torch.Tensor:
+    """``Tensor[1, 1, y1-y0, x1-x0]``: 1 where the cell lies inside the H x W map."""
+    rows = torch.arange(y0, y1)
+    cols = torch.arange(x0, x1)
+    ok = ((rows >= 0) & (rows < height))[:, None] & ((cols >= 0) & (cols < width))[None, :]
+    return ok.to(dtype)[None, None]
 
 
 def _inside_mask(centers: torch.Tensor, half: int, height: int, width: int, *, dtype) -> torch.Tensor:
