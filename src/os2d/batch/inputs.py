@@ -25,7 +25,7 @@ def expand_images(specs: Iterable[Union[str, Path]], *, recursive: bool = False)
 
     Raises:
         InputNotFoundError: a path that does not exist, or a pattern matching no image.
-        InvalidInputError: nothing given, or a folder without images.
+        InvalidInputError: nothing given, an empty string, or a folder without images.
     """
     out: List[Path] = []
     seen = set()
@@ -33,6 +33,8 @@ def expand_images(specs: Iterable[Union[str, Path]], *, recursive: bool = False)
     if not specs:
         raise InvalidInputError("no scene image given: use --image FILE, FOLDER or 'PATTERN'")
     for spec in specs:
+        if not spec.strip():
+            raise InvalidInputError("--image got an empty path (\"\"); give a file, folder or quoted pattern")
         path = Path(spec).expanduser()
         if path.is_dir():
             found = sorted(p for p in (path.rglob("*") if recursive else path.iterdir()) if _is_image(p))

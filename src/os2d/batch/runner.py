@@ -6,12 +6,16 @@ Every worker builds the same :class:`~os2d.eval.methods.MethodRunner` and class 
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing
+import os
+import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from os2d.errors import InvalidInputError, UserError
 
@@ -46,6 +50,11 @@ class BatchJob:
         runner = build_method(self.method, model=self.model, device=self.device, **self.settings)
         if self.catalog is not None:
             from os2d.catalog import Catalog
+            from os2d.inference.registry import get_method
+
+            if not get_method(self.method).uses_model:
+                raise InvalidInputError(f"--catalog holds OS2D class features; method {self.method!r} cannot use "
+                                        f"them (give its class images with --class/--classes)")
 
             return runner, Catalog.open(self.catalog, runner.detector).bank()
         return runner, runner.prepare_classes({k: [Path(p) for p in v] for k, v in (self.classes or {}).items()})
@@ -73,10 +82,21 @@ def detect_record(runner, bank, path: Path, *, keep_going: bool = True, on_level
 _FATAL = "__os2d_worker_failed__"
 
 
-def _worker_main(job: BatchJob, tasks, results) -> None:
+def _exit_with_parent(parent: int) -> None:
+    """End this worker process as soon as ``parent`` is gone (killed: no one reads its results)."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="os2d-parent-watch", daemon=True).start()
+
+
+def _worker_main(job: BatchJob, tasks, results, parent: int) -> None:
     """A worker process: build the job once, then detect every path from ``tasks`` until ``None``."""
     from os2d.inference.threads import set_threads
 
+    _exit_with_parent(parent)
     try:
         set_threads(job.threads or 1)
         runner, bank = job.build()
@@ -90,7 +110,7 @@ def _worker_main(job: BatchJob, tasks, results) -> None:
 def _local_pool(job: BatchJob, paths: Sequence[Path], workers: int) -> Iterator[dict]:
     context = multiprocessing.get_context("spawn")  # no fork of a process holding OpenMP threads
     tasks, results = context.Queue(), context.Queue()
-    procs = [context.Process(target=_worker_main, args=(job, tasks, results), daemon=True)
+    procs = [context.Process(target=_worker_main, args=(job, tasks, results, os.getpid()), daemon=True)
              for _ in range(min(workers, len(paths)))]
     for proc in procs:
         proc.start()
@@ -125,12 +145,61 @@ def _next_result(results, procs) -> dict:
 
 
 # ------------------------------------------------------------------------------- Ray
-def _ray_results(job: BatchJob, paths: Sequence[Path], address: str, workers: Optional[int]) -> Iterator[dict]:
+def _absolute(job: BatchJob) -> BatchJob:
+    """``job`` with its file paths absolute (Ray workers do not run in the driver's folder)."""
+    from os2d.zoo import BUILTIN_MODELS
+
+    classes = None if job.classes is None else {k: [os.path.abspath(p) for p in v] for k, v in job.classes.items()}
+    path = os.path.expanduser(job.model)
+    model = os.path.abspath(path) if job.model not in BUILTIN_MODELS and os.path.exists(path) else job.model
+    catalog = None if job.catalog is None else os.path.abspath(job.catalog)
+    return dataclasses.replace(job, classes=classes, model=model, catalog=catalog)
+
+
+def _endpoint(address: str) -> Optional[Tuple[str, int]]:
+    """(host, port) that ``address`` connects to; None where only Ray can tell."""
+    text = address.strip()
+    if text == "auto":
+        try:
+            from ray._private.services import canonicalize_bootstrap_address
+        except ImportError:  # another Ray layout: let ray.init find it
+            return None
+        try:
+            text = canonicalize_bootstrap_address("auto") or ""
+        except (ConnectionError, ValueError) as err:
+            raise InvalidInputError(f"cannot connect to the Ray cluster at 'auto': {err} (start one with "
+                                    f"'ray start --head', or give its address)") from None
+    elif text.startswith("ray://"):
+        text = text[len("ray://"):] if ":" in text[len("ray://"):] else text[len("ray://"):] + ":10001"
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InvalidInputError(f"--ray must be auto, HOST:PORT or ray://HOST:PORT, got {address!r}")
+    return host.strip("[]"), int(port)
+
+
+def check_ray_address(address: str, *, timeout: float = 5.0) -> None:
+    """Fail fast and clearly when Ray is missing or nothing answers at ``address``.
+
+    (``ray.init`` itself retries an unreachable address for many minutes.)
+    """
     try:
-        import ray
-        from ray.util import ActorPool
+        import ray  # noqa: F401
     except ImportError as err:
         raise InvalidInputError("--ray needs the 'ray' package: pip install 'os2d[ray]'") from err
+    endpoint = _endpoint(address)
+    if endpoint is None:
+        return
+    try:
+        socket.create_connection(endpoint, timeout=timeout).close()
+    except OSError as err:
+        raise InvalidInputError(f"cannot connect to the Ray cluster at {address!r}: nothing answers at "
+                                f"{endpoint[0]}:{endpoint[1]} ({err}); start one with 'ray start --head' "
+                                f"or check the address") from None
+
+
+def _ray_results(job: BatchJob, paths: Sequence[Path], address: str, workers: Optional[int]) -> Iterator[dict]:
+    import ray
+    from ray.util import ActorPool
 
     @ray.remote(num_cpus=1)
     class Worker:
@@ -145,14 +214,17 @@ def _ray_results(job: BatchJob, paths: Sequence[Path], address: str, workers: Op
 
     started = not ray.is_initialized()
     if started:
+        check_ray_address(address)
         try:
             ray.init(address=address, log_to_driver=False, include_dashboard=False, logging_level=logging.WARNING)
         except (ConnectionError, RuntimeError, ValueError) as err:
             raise InvalidInputError(f"cannot connect to the Ray cluster at {address!r}: {err}") from None
     try:
         count = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        pool = ActorPool([Worker.remote(job) for _ in range(min(count, max(1, len(paths))))])
-        yield from pool.map_unordered(lambda actor, p: actor.detect.remote(p), [str(p) for p in paths])
+        pool = ActorPool([Worker.remote(_absolute(job)) for _ in range(min(count, max(1, len(paths))))])
+        given = {os.path.abspath(p): str(p) for p in paths}  # workers may run in another folder
+        for record in pool.map_unordered(lambda actor, p: actor.detect.remote(p), list(given)):
+            yield {**record, "image": given[record["image"]]}
     finally:
         if started:
             ray.shutdown()

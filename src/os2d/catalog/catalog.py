@@ -12,16 +12,17 @@ class from the stored class images. Several processes may read a catalog while o
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import tempfile
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from PIL import Image
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 
 from os2d.catalog import store
 from os2d.data.images import load_image
@@ -77,6 +78,40 @@ def _encode(source: ImageSource, *, what: str) -> Tuple[bytes, str]:
         return buffer.getvalue(), ".png"
     raise InvalidTypeError(f"{what}: expected a path, image bytes, PIL image or numpy array, "
                            f"got {type(source).__name__}")
+
+
+def _class_extras(folder: Path, entry: store.CatalogClass) -> Dict[str, torch.Tensor]:
+    """The tensors of a class file other than ``features`` (checking the file holds ``entries`` rows)."""
+    path = folder / entry.features
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            keys = list(handle.keys())
+            if "features" not in keys:
+                raise InvalidInputError(f"catalog features file {path} (class {entry.name!r}) has no 'features' tensor")
+            rows = handle.get_slice("features").get_shape()[0]
+            extras = {key: handle.get_tensor(key) for key in keys if key != "features"}
+    except FileNotFoundError as err:
+        raise InvalidInputError(f"catalog {folder} is being changed or is damaged: {entry.features} "
+                                f"(class {entry.name!r}) is missing; reload it") from err
+    except (SafetensorError, OSError) as err:
+        raise InvalidInputError(f"catalog features file {path} (class {entry.name!r}) is corrupt or truncated "
+                                f"({err}); remove the class and add it again, or run 'os2d catalog rebuild'") from err
+    bad = [k for k, v in extras.items() if v.shape[0] != rows]
+    if rows != entry.entries or bad:
+        raise InvalidInputError(f"catalog features file {path} (class {entry.name!r}) does not match the index "
+                                f"({rows} rows, the index says {entry.entries}); run 'os2d catalog rebuild'")
+    return extras
+
+
+@contextlib.contextmanager
+def _removed_on_error(folder: Path) -> Iterator[List[str]]:
+    """A list to record new files in; they are removed if the block fails (the index never named them)."""
+    written: List[str] = []
+    try:
+        yield written
+    except BaseException:
+        store.remove_files(folder, written)
+        raise
 
 
 class Catalog:
@@ -158,15 +193,8 @@ class Catalog:
         entries = [self._entry(n) for n in names] if names is not None else list(self.index.classes)
         rows, labels, extras = [], [], {}
         for label, entry in enumerate(entries):
-            path = self.folder / entry.features
-            try:
-                with safe_open(str(path), framework="pt") as handle:
-                    for key in handle.keys():
-                        if key != "features":
-                            extras.setdefault(key, []).append(handle.get_tensor(key))
-            except FileNotFoundError as err:
-                raise InvalidInputError(f"catalog {self.folder} is being changed or is damaged: "
-                                        f"{entry.features} is missing; reload it") from err
+            for key, tensor in _class_extras(self.folder, entry).items():
+                extras.setdefault(key, []).append(tensor)
             rows.extend((entry.features, r) for r in range(entry.entries))
             labels.extend([label] * entry.entries)
         return ClassBank(names=[e.name for e in entries], entry_labels=torch.tensor(labels, dtype=torch.int64),
@@ -191,12 +219,12 @@ class Catalog:
                 raise InvalidInputError(f"class names must not be empty, got {name!r}")
             if not images:
                 raise InvalidInputError(f"class {name!r} has no images")
-        with store.write_lock(self.folder):
+        with store.write_lock(self.folder), _removed_on_error(self.folder) as written:
             index = store.read_index(self.folder)
             doomed: List[str] = []
             for i, (name, images) in enumerate(encoded.items()):
                 old = index.find(name)
-                entry = self._write_class(name, images, old=old, detector=detector)
+                entry = self._write_class(name, images, old=old, detector=detector, written=written)
                 if old is not None:
                     doomed.extend([old.features])
                     index.classes[index.classes.index(old)] = entry
@@ -206,22 +234,31 @@ class Catalog:
                     progress(i + 1, len(encoded))
             index.version += 1
             store.write_index(self.folder, index)
+            written.clear()  # named by the index now
             store.remove_files(self.folder, doomed)
             self.index = index
         return list(encoded)
 
     def _write_class(self, name: str, images: List[Tuple[bytes, str]], *, old: Optional[store.CatalogClass],
-                     detector) -> store.CatalogClass:
+                     detector, written: List[str]) -> store.CatalogClass:
+        """Write the images and features of one class (their paths are appended to ``written``)."""
         class_id = store.new_id()
         start = len(old.images) if old is not None else 0
-        rels = [store.write_image_bytes(self.folder, class_id, start + n, data, suffix)
-                for n, (data, suffix) in enumerate(images)]
+        rels = []
+        for n, (data, suffix) in enumerate(images):
+            rels.append(store.write_image_bytes(self.folder, class_id, start + n, data, suffix))
+            written.append(rels[-1])
         state = detector.prepare_classes({name: [self.folder / r for r in rels]}).class_state(name)
         if old is not None:  # extend: keep the stored entries, append the new ones
-            previous = store.read_class_file(self.folder, old.features)
+            try:
+                previous = store.read_class_file(self.folder, old.features)
+            except FileNotFoundError as err:
+                raise InvalidInputError(f"catalog {self.folder} is damaged: the features of class {name!r} "
+                                        f"({old.features}) are missing; run 'os2d catalog rebuild'") from err
             state = {k: torch.cat([previous[k], v]) for k, v in state.items()}
             rels = list(old.images) + rels
         features = store.write_class_file(self.folder, class_id, name, state)
+        written.append(features)
         return store.CatalogClass(name=name, id=class_id, features=features, images=rels,
                                   entries=int(state["features"].shape[0]))
 
@@ -239,9 +276,13 @@ class Catalog:
             store.remove_files(self.folder, [f for c in gone for f in [c.features, *c.images]])
             self.index = index
 
+    def rebuild(self, detector, *, progress: Optional[Progress] = None) -> None:
+        """Recompute every class with ``detector`` from its stored images (whatever the catalog's model)."""
+        self._rebuild(detector, progress=progress)
+
     def _rebuild(self, detector, *, progress: Optional[Progress] = None) -> None:
         """Recompute every class with ``detector`` from the stored images; restamp the catalog."""
-        with store.write_lock(self.folder):
+        with store.write_lock(self.folder), _removed_on_error(self.folder) as written:
             index = store.read_index(self.folder)
             doomed, fresh = [], []
             for i, entry in enumerate(index.classes):
@@ -253,6 +294,7 @@ class Catalog:
                 state = detector.prepare_classes({entry.name: paths}).class_state(entry.name)
                 class_id = store.new_id()
                 rel = store.write_class_file(self.folder, class_id, entry.name, state)
+                written.append(rel)
                 fresh.append(entry.model_copy(update={"id": class_id, "features": rel,
                                                       "entries": int(state["features"].shape[0])}))
                 doomed.append(entry.features)
@@ -263,6 +305,7 @@ class Catalog:
             index.model = detector.model_summary()
             index.version += 1
             store.write_index(self.folder, index)
+            written.clear()  # named by the index now
             store.remove_files(self.folder, doomed)
             self.index = index
         logger.info("rebuilt catalog %s for %s", self.folder, index.key["model_identity"])

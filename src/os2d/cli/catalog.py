@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from os2d.cli import options as opt
 from os2d.cli.common import classes_from_folder, parse_class_args, progress_enabled
-from os2d.errors import InvalidInputError
+from os2d.errors import InputNotFoundError, InvalidInputError
 
 app = typer.Typer(help="Catalogs: class features computed once, stored with the model's identity (docs/catalogs.md).",
                   no_args_is_help=True)
@@ -41,6 +41,17 @@ def _add_in_chunks(catalog, classes, detector) -> None:
             bar.update(len(part))
 
 
+def _check_new_folder(out: Path) -> None:
+    """``catalog build --out``: a new or empty folder whose parent exists (checked before any work)."""
+    from os2d.catalog import store
+
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        what = "an os2d catalog (add to it with 'os2d catalog add')" if store.is_catalog(out) else "not empty"
+        raise InvalidInputError(f"--out {out} already exists and is {what}; give a new or empty folder")
+    if not out.exists() and not out.parent.is_dir():
+        raise InputNotFoundError(f"output folder does not exist: {out.parent}")
+
+
 @app.command("build")
 def build(
     folder: Path = typer.Argument(..., help="Folder of class images (stem = class name; NAME__2.jpg adds a second image)."),
@@ -52,6 +63,7 @@ def build(
     from os2d.catalog import Catalog
 
     classes = classes_from_folder(folder)
+    _check_new_folder(out)
     detector = _detector(model, device, class_size, augment, threads)
     catalog = Catalog.create(out, detector)
     _add_in_chunks(catalog, classes, detector)
@@ -98,9 +110,11 @@ def rebuild_cmd(
     """Recompute every class of a catalog with MODEL from its stored class images."""
     from os2d.catalog import Catalog
 
-    key = Catalog.open(catalog_dir).key
+    catalog = Catalog.open(catalog_dir)
+    key = catalog.key
     detector = _detector(model, device, key.class_size, ",".join(key.augment) or None, threads)
-    Catalog.open(catalog_dir, detector, rebuild=True)
+    with tqdm(total=len(catalog), desc="classes", unit="class", disable=not progress_enabled()) as bar:
+        catalog.rebuild(detector, progress=lambda done, total: bar.update(done - bar.n))
     Console().print(f"catalog {catalog_dir}: rebuilt for model {detector.model_identity}")
 
 

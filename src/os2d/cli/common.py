@@ -48,7 +48,10 @@ def classes_from_folder(folder: Path) -> Dict[str, List[Path]]:
     classes: Dict[str, List[Path]] = {}
     for path in sorted(folder.iterdir()):
         if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
-            name = path.stem.split("__")[0]
+            name = path.stem.split("__")[0].strip()
+            if not name:
+                raise InvalidInputError(f"class image {path.name!r} in {folder} gives an empty class name (the name "
+                                        f"is the file name before '__' and the suffix); rename the file")
             classes.setdefault(name, []).append(path)
     if not classes:
         raise InvalidInputError(f"no class images ({', '.join(IMAGE_SUFFIXES)}) in folder {folder}")

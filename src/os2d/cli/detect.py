@@ -5,7 +5,7 @@ import logging
 import time
 from importlib import resources
 from pathlib import Path
-from typing import List, Optional
+from typing import Iterable, List, Optional
 
 import typer
 from rich.console import Console
@@ -13,13 +13,14 @@ from rich.table import Table
 from tqdm import tqdm
 
 from os2d.batch import BatchJob, JsonlWriter, expand_images, run_batch
-from os2d.batch.runner import detect_record
+from os2d.batch.runner import check_ray_address, detect_record
 from os2d.cli import options as opt
 from os2d.cli.common import parse_class_args, progress_enabled
 from os2d.cli.outputs import OutputPlan, detections_from_line, plan_outputs
 from os2d.errors import InvalidInputError
 from os2d.inference.registry import resolve_method
 from os2d.inference.threads import available_cores, parse_threads, set_threads
+from os2d.zoo import BUILTIN_MODELS
 
 logger = logging.getLogger(__name__)
 #: Scenes whose detections are printed as tables (more: a summary line each).
@@ -59,9 +60,14 @@ def detect(
 ) -> None:
     """Detect every instance of each class image in the scene images."""
     set_threads(parse_threads(threads))
+    _check_run_options(workers=workers, ray=ray, resume=resume, jsonl=jsonl)
     images, class_map, class_files = _inputs(image, class_, classes, catalog, example, recursive=recursive)
+    writer = JsonlWriter(jsonl, resume=resume, overwrite=overwrite) if jsonl is not None else None
+    model_inputs, protected = _model_and_catalog(model, catalog)
     plan = plan_outputs(json=json_out, jsonl=jsonl, coco=coco, draw=draw, crops=crops, images=images,
-                        inputs=list(images) + class_files, overwrite=overwrite, resume=resume)
+                        inputs=list(images) + class_files + model_inputs, overwrite=overwrite, resume=resume,
+                        done={str(p) for p in images if writer is not None and writer.is_done(p)},
+                        protected=protected)
     fields = opt.settings_fields(scales=scales, base_size=base_size, pyramid=pyramid, pyramid_from=pyramid_from,
                                  class_size=class_size, nms=nms, nms_mode=nms_mode, threshold=threshold,
                                  max_dets=max_dets, augment=augment, resize_rule=resize_rule,
@@ -74,13 +80,37 @@ def detect(
         runner, bank = job.build()
     except InvalidInputError as err:
         raise InvalidInputError(opt.flag_message(err)) from None
-    lines = _run(job, runner, bank, images, plan, workers=workers, ray_address=ray, resume=resume)
+    lines = _run(job, runner, bank, images, plan, writer, workers=workers, ray_address=ray)
     _write_outputs(plan, lines, list(bank.names), images)
     _report(lines)
     failed = [line for line in lines if "error" in line]
     if failed:
         raise InvalidInputError(f"{len(failed)} of {len(lines)} scene images could not be read (the first: "
                                 f"{failed[0]['error']}); see {plan.jsonl}")
+
+
+def _check_run_options(*, workers: int, ray: Optional[str], resume: bool, jsonl: Optional[Path]) -> None:
+    """Options checked before anything is read or computed."""
+    if workers < 1:
+        raise InvalidInputError(f"--workers must be at least 1, got {workers}")
+    if ray is not None:
+        check_ray_address(ray)
+    if resume and jsonl is None:
+        raise InvalidInputError("--resume continues a --jsonl file: give --jsonl OUT")
+
+
+def _model_and_catalog(model: str, catalog: Optional[Path]):
+    """(input files, protected folders) of the model and the catalog: no output may replace them."""
+    files, folders = [], [catalog] if catalog is not None else []
+    path = Path(model).expanduser()
+    if model not in BUILTIN_MODELS and path.exists():
+        if path.is_dir():
+            folders.append(path)
+        else:
+            files.append(path)
+            if path.suffix in (".json", ".safetensors"):  # a file of an os2d model folder
+                folders.append(path.parent)
+    return files, folders
 
 
 def _inputs(image, class_, classes, catalog, example, *, recursive: bool):
@@ -103,41 +133,82 @@ def _inputs(image, class_, classes, catalog, example, *, recursive: bool):
     return images, class_map, [Path(p) for paths in class_map.values() for p in paths]
 
 
-def _run(job: BatchJob, runner, bank, images: List[Path], plan: OutputPlan, *, workers: int,
-         ray_address: Optional[str], resume: bool) -> List[dict]:
-    writer = JsonlWriter(plan.jsonl, resume=resume, overwrite=True) if plan.jsonl is not None else None
-    todo = [p for p in images if writer is None or str(p) not in writer.done]
-    if writer is not None and len(todo) < len(images):
-        logger.warning("--resume: %d of %d scenes are already in %s", len(images) - len(todo), len(images), plan.jsonl)
-    show = progress_enabled()
-    lines: List[dict] = []
-    if len(todo) == 1 and workers == 1 and ray_address is None:
-        with tqdm(total=0, desc=f"{Path(todo[0]).name}: pyramid levels", unit="level", disable=not show) as bar:
-            def on_level(done: int, total: int) -> None:
-                bar.total = total
-                bar.update(done - bar.n)
+def _previous_lines(writer: Optional[JsonlWriter], images: List[Path], names: List[str]) -> List[dict]:
+    """The resumed file's records of this run's scenes (spelled as given now)."""
+    if writer is None or not writer.previous:
+        return []
+    known = set(names)
+    for record in writer.previous:
+        foreign = {d.get("class") for d in record.get("detections", [])} - known
+        if foreign:
+            raise InvalidInputError(f"--resume: {writer.path} holds detections of class {sorted(foreign)[0]!r}, "
+                                    f"which is not a class of this run: it was written by another job (use "
+                                    f"another --jsonl file, or --overwrite)")
+    by_key = {}
+    for record in writer.previous:
+        by_key.setdefault(record["image"], record)
+        by_key.setdefault(str(Path(record["image"]).resolve()), record)
+    previous = []
+    for path in images:
+        record = by_key.get(str(path)) or by_key.get(str(path.resolve()))
+        if record is not None:
+            previous.append({**record, "image": str(path)})
+    logger.warning("--resume: %d of %d scenes are already in %s", len(previous), len(images), writer.path)
+    return previous
 
-            results = [detect_record(runner, bank, todo[0], keep_going=writer is not None, on_level=on_level)]
-    else:
-        results = run_batch(job, todo, workers=workers, ray_address=ray_address, local=(runner, bank))
+
+def _results(job: BatchJob, runner, bank, todo: List[Path], *, stream: bool, workers: int,
+             ray_address: Optional[str], show: bool) -> Iterable[dict]:
+    """Records of ``todo`` in completion order (one scene here: with per-level progress)."""
+    if len(todo) != 1 or workers != 1 or ray_address is not None:
+        return run_batch(job, todo, workers=workers, ray_address=ray_address, local=(runner, bank))
+    with tqdm(total=0, desc=f"{Path(todo[0]).name}: pyramid levels", unit="level", disable=not show) as bar:
+        def on_level(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        return [detect_record(runner, bank, todo[0], keep_going=stream, on_level=on_level)]
+
+
+def _run(job: BatchJob, runner, bank, images: List[Path], plan: OutputPlan, writer: Optional[JsonlWriter], *,
+         workers: int, ray_address: Optional[str]) -> List[dict]:
+    """Detect the scenes not done yet; every record (summaries for big runs), in the order of ``images``.
+
+    With ``--jsonl`` each record is written, drawn and cropped as it comes; without it the first
+    unreadable scene stops the run and drawings/crops are made at the end (nothing when it fails).
+    """
+    names = list(bank.names)
+    previous = _previous_lines(writer, images, names)
+    todo = [p for p in images if str(p) not in plan.done]
+    stream, show = writer is not None, progress_enabled()
+    keep = plan.keeps_results or len(images) <= TABLE_SCENES or (not stream and (plan.drawings or plan.crops))
+    fresh: List[dict] = []
+    results = _results(job, runner, bank, todo, stream=stream, workers=workers, ray_address=ray_address, show=show)
     start = time.perf_counter()
     with tqdm(total=len(todo), desc="scenes", unit="img", disable=not show or len(todo) < 2) as bar:
         for line in results:
             if writer is not None:
                 writer.write(line)
+                _draw_line(plan, line, names)
             elif "error" in line:
                 raise InvalidInputError(line["error"])
-            _draw_line(plan, line, list(bank.names))
-            lines.append(line if plan.keeps_results or len(images) <= TABLE_SCENES else _summary(line))
+            fresh.append(line if keep else _summary(line))
             bar.update(1)
             bar.set_postfix_str(f"{bar.n / max(time.perf_counter() - start, 1e-9):.2f} img/s")
     if writer is not None:
         writer.close()
+    else:
+        for line in fresh:
+            _draw_line(plan, line, names)
+    small = plan.keeps_results or len(images) <= TABLE_SCENES
+    lines = previous + [line if small else _summary(line) for line in fresh]
     order = {str(p): i for i, p in enumerate(images)}
     return sorted(lines, key=lambda line: order.get(line["image"], len(order)))
 
 
 def _summary(line: dict) -> dict:
+    if "count" in line or "error" in line:
+        return line
     return {k: v for k, v in line.items() if k != "detections"} | {"count": len(line.get("detections", []))}
 
 
