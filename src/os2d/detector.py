@@ -61,7 +61,7 @@ def _calibration_stats(bank: ClassBank) -> torch.Tensor:
 
 #: Settings taken from the model config when not given.
 CONFIG_SETTINGS = ("base_size", "pyramid", "class_size", "nms_iou", "score_threshold", "max_detections",
-                   "pyramid_rule", "scores", "one_label")
+                   "pyramid_rule", "scores", "one_label", "color_weight")
 
 
 def settings_from_config(config: ModelConfig, **overrides) -> DetectSettings:

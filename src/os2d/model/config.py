@@ -44,6 +44,10 @@ class ModelConfig:
     nms_iou: float = 0.3
     score_threshold: float = 0.5
     max_detections: int = 100
+    pyramid_rule: str = "paper"  # "paper": pyramid x base_size; "auto": levels from each scene's size
+    scores: str = "raw"  # "raw" cosine scores or "calibrated" (needs calibration data in the model folder)
+    one_label: bool = False  # cross-class suppression: one label per object
+    color_weight: float = 0.0  # colour check of one-label contests (os2d.inference.verify)
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -74,6 +78,10 @@ class ModelConfig:
             ("nms_iou", 0 <= self.nms_iou <= 1, "must be in [0, 1]"),
             ("score_threshold", math.isfinite(self.score_threshold), "must be a finite number"),
             ("max_detections", self.max_detections >= 1, "must be >= 1"),
+            ("pyramid_rule", self.pyramid_rule in ("paper", "auto"), "must be 'paper' or 'auto'"),
+            ("scores", self.scores in ("raw", "calibrated"), "must be 'raw' or 'calibrated'"),
+            ("one_label", isinstance(self.one_label, bool), "must be true or false"),
+            ("color_weight", math.isfinite(self.color_weight) and 0 <= self.color_weight <= 10, "must be in [0, 10]"),
         ]
         for key, ok, why in checks:
             if not ok:

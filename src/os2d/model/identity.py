@@ -10,10 +10,7 @@ import json
 
 import torch
 
-from os2d.model.config import ModelConfig
-
-#: Config fields that define the network (inference defaults such as thresholds do not).
-ARCHITECTURE_FIELDS = ("backbone", "variant", "use_transform", "grid_size", "pool_border")
+from os2d.model.config import ARCHITECTURE_FIELDS, ModelConfig
 
 
 def model_identity(model: torch.nn.Module, config: ModelConfig) -> str:
