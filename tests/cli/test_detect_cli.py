@@ -210,3 +210,78 @@ def test_bad_inputs_give_one_line_errors(tmp_path):
     truncated = tmp_path / "truncated.pth"
     truncated.write_bytes(ref("v1", "checkpoint_v1.pth").read_bytes()[:1_000_000])
     assert "truncated" in _fail(["--image", scene, "--class", cls, "--model", str(truncated)], tmp_path)
+
+
+def _reference_chunked_nms(boxes, scores, iou, max_batch=10000):
+    """The reference's NMS written out independently: chunks of the current order, repeated."""
+    ids = list(range(len(boxes)))
+    while True:
+        count = len(ids)
+        chunks = [ids[i:i + max_batch] for i in range(0, count, max_batch)]
+        survivors = []
+        for chunk in chunks:
+            idx = torch.tensor(chunk)
+            survivors.extend(idx[nms(boxes[idx], scores[idx], iou)].tolist())
+        ids = survivors
+        if len(chunks) <= 1 or len(ids) == count:
+            break
+    ids = torch.tensor(ids)
+    return ids[torch.sort(scores[ids], descending=True, stable=True).indices]
+
+
+def reference_pyramid_from_base(model, scene_path, class_paths, base, factors, class_size=240):
+    """The reference evaluation pipeline: resize to the base size, levels from that image, chunked NMS."""
+    scene = Image.open(scene_path).convert("RGB")
+    s = base / max(scene.size)
+    base_img = scene.resize((int(scene.width * s + 0.5), int(scene.height * s + 0.5)), Image.BILINEAR)
+    tensors = []
+    for path in class_paths:
+        img = Image.open(path).convert("RGB")
+        r = img.height / img.width
+        tensors.append(TF.normalize(TF.to_tensor(img.resize((int(class_size / np.sqrt(r)), int(class_size * np.sqrt(r))),
+                                                            Image.BILINEAR)), MEAN, STD))
+    coder = BoxCoder(weights=(10.0, 10.0, 5.0, 5.0))
+    per_class = {k: ([], []) for k in range(len(class_paths))}
+    with torch.no_grad():
+        for f in factors:
+            w, h = int(base_img.width * f), int(base_img.height * f)
+            x = TF.normalize(TF.to_tensor(base_img.resize((w, h), Image.BILINEAR)), MEAN, STD)[None]
+            out = model(x, tensors)
+            fh, fw = out.scores.shape[-2:]
+            cols, rows = torch.meshgrid(torch.arange(fw) * 16.0 + 8, torch.arange(fh) * 16.0 + 8, indexing="xy")
+            anchors = torch.stack([cols - 120, rows - 120, cols + 120, rows + 120], -1).reshape(-1, 4)
+            for k in per_class:
+                boxes = coder.decode_single(coder.encode_single(out.boxes[0, k].reshape(-1, 4), anchors), anchors)
+                boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
+                boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
+                keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+                per_class[k][0].append(boxes[keep] * torch.tensor([scene.width / w, scene.height / h] * 2))
+                per_class[k][1].append(out.scores[0, k].reshape(-1)[keep])
+    out_boxes, out_scores, out_labels, counts = [], [], [], []
+    for k, (boxes, scores) in per_class.items():
+        boxes, scores = torch.cat(boxes), torch.cat(scores)
+        counts.append(len(boxes))
+        keep = _reference_chunked_nms(boxes, scores, 0.3)
+        out_boxes.append(boxes[keep]), out_scores.append(scores[keep]), out_labels.append(torch.full((len(keep),), k))
+    return torch.cat(out_boxes), torch.cat(out_scores), torch.cat(out_labels), counts
+
+
+def test_reference_options_reproduce_the_reference_evaluation_pipeline(tmp_path):
+    """--pyramid-from base and --nms-mode reference against the reference pipeline written independently,
+    with more than 10,000 candidates per class (the reference NMS works in chunks of 10,000)."""
+    from os2d.model.checkpoint import load_reference_model
+
+    model, _ = load_reference_model(ref("v1", "checkpoint_v1.pth"))
+    data = shared_path("data", "flickrlogos27")
+    scene = data / "src" / "108232382.jpg"
+    classes = [data / "classes" / "images" / "Citroen.jpg", data / "classes" / "images" / "Mini.jpg"]
+    out = tmp_path / "dets.json"
+    run_cli(["detect", "--image", str(scene), "--class", f"Citroen={classes[0]}", "--class", f"Mini={classes[1]}",
+             "--model", str(ref("v1", "checkpoint_v1.pth")), "--base-size", "720", "--pyramid", "paper",
+             "--pyramid-from", "base", "--nms-mode", "reference", "--threshold", "-inf", "--max-dets", "100000",
+             "--threads", "1", "--json", str(out)])
+    boxes, scores, labels, names = load_records(out)
+    factors = (0.5, 0.625, 0.8, 1.0, 1.2, 1.4, 1.6)
+    ref_boxes, ref_scores, ref_labels, counts = reference_pyramid_from_base(model, scene, classes, 720, factors)
+    assert min(counts) > 10000  # the chunked NMS really runs in several chunks
+    assert_same_detection_sets(boxes, scores, labels, ref_boxes, ref_scores, ref_labels)
