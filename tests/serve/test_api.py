@@ -1,7 +1,6 @@
 """Every endpoint of the service and its error paths, through FastAPI's TestClient."""
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import logging
@@ -261,8 +260,6 @@ def test_restart_keeps_the_catalog(make_client, tmp_path, scene):
     assert detect(second, scene).json()["detections"] == before
 
 
-@pytest.mark.skipif(importlib.util.find_spec("os2d.inference.cascade") is None,
-                    reason="fast mode (os2d.inference.cascade) is not written yet")
 def test_fast_mode_detects(client, shared):
     for name in ("Oatly-Natural-Oatghurt", "Arla-Sour-Milk"):
         add(client, name, packshot(shared, name).read_bytes())
