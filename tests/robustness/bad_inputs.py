@@ -392,4 +392,216 @@ USAGE_CASES = [
     cli("usage-unknown-command", "frobnicate", error="frobnicate"),
 ]
 
-CASES = SYNTH_CASES + TRAIN_CASES + API_CASES + USAGE_CASES + FRESH_CASES
+# ------------------------------------------------------------------------------------------ detect
+DETECT = ("detect", "--image", "{d}/scenes/a.jpg", "--classes", "{d}/classes", "--model", "untrained")
+BATCH = ("detect", "--image", "{d}/scenes", "--classes", "{d}/classes", "--model", "untrained")
+
+
+def detect_inputs(folder: Path) -> None:
+    """``scenes/{a,b}.jpg``, ``classes/{red,blue}.png`` and a user's file ``mine.json``."""
+    gen.jpeg(folder / "scenes" / "a.jpg", size=(320, 240), seed=1)
+    gen.jpeg(folder / "scenes" / "b.jpg", size=(300, 260), seed=2)
+    gen.packshot(folder / "classes" / "red.png")
+    gen.packshot(folder / "classes" / "blue.png", colour=(20, 40, 200))
+    (folder / "mine.json").write_text('{"precious": true}\n')
+
+
+def detect_case(id, *extra, base=DETECT, setup=None, error="", **kw):
+    def prepare(folder: Path, assets) -> None:
+        detect_inputs(folder)
+        if setup is not None:
+            setup(folder, assets)
+
+    return cli(id, *base, *extra, setup=prepare, error=error, **kw)
+
+
+def _catalog(folder: Path, _assets=None, *, model: str = "untrained") -> Path:
+    """``cat/``: the two classes of ``classes/`` as a catalog of ``model``."""
+    from os2d.catalog import Catalog
+    from os2d.detector import Detector
+
+    detector = Detector.load(model)
+    catalog = Catalog.create(folder / "cat", detector)
+    catalog.add({"red": [folder / "classes" / "red.png"], "blue": [folder / "classes" / "blue.png"]},
+                detector=detector)
+    return catalog.folder
+
+
+def _damage_class_file(folder: Path, assets) -> None:
+    import json
+
+    cat = _catalog(folder, assets)
+    index = json.loads((cat / "catalog.json").read_text())
+    path = cat / index["classes"][1]["features"]
+    path.write_bytes(path.read_bytes()[:-64])
+
+
+def _tiny_class(folder: Path, _assets) -> None:
+    Image.new("RGB", (10, 40), "red").save(folder / "tiny.png")
+
+
+def _folder_with(*files):
+    def prepare(folder: Path, _assets) -> None:
+        for rel in files:
+            gen.packshot(folder / rel) if rel.endswith(".png") else gen.junk(folder / rel, b"mine")
+    return prepare
+
+
+DETECT_CASES = [
+    detect_case("detect-scales-inf", "--scales", "inf", error="invalid --scales"),
+    detect_case("detect-scales-nan", "--scales", "nan", error="got nan"),
+    detect_case("detect-scales-1e9", "--scales", "1e9", error="in [32, 4096]"),
+    detect_case("detect-scales-6000", "--scales", "6000", error="in [32, 4096], got 6000"),
+    detect_case("detect-scales-not-numbers", "--scales", "big,bigger", error="comma-separated numbers"),
+    detect_case("detect-class-size-huge", "--class-size", "100000", error="invalid --class-size 100000"),
+    detect_case("detect-base-size-zero", "--base-size", "0", error="invalid --base-size 0"),
+    detect_case("detect-threshold-nan", "--threshold", "nan", error="--threshold must be a number"),
+    detect_case("detect-max-dets-zero", "--max-dets", "0", error="--max-dets"),
+    detect_case("detect-usage-max-dets-abc", "--max-dets", "abc", error="--max-dets"),
+    detect_case("detect-usage-unknown-flag", "--frobnicate", error="--frobnicate"),
+    detect_case("detect-threads-zero", "--threads", "0", error="--threads must be between 1 and 1024"),
+    detect_case("detect-mode-unknown", "--mode", "turbo", error="turbo"),
+    detect_case("detect-empty-class-name", setup=_folder_with("classes/__2.png"),
+                error="class image '__2.png' in {d}/classes gives an empty class name"),
+    detect_case("detect-class-pair-without-name", "--class", "={d}/classes/red.png", error="NAME=IMAGE"),
+    detect_case("detect-draw-unknown-suffix", "--draw", "{d}/out.xyz", "--json", "{d}/out.json",
+                error="unknown image suffix '.xyz'"),
+    detect_case("detect-json-and-draw-same-file", "--json", "{d}/out.png", "--draw", "{d}/out.png",
+                error="two outputs name the same file"),
+    detect_case("detect-jsonl-and-coco-same-file", "--jsonl", "{d}/r.json", "--coco", "./r.json",
+                error="two outputs name the same file"),
+    detect_case("detect-draw-onto-input-scene", "--draw", "{d}/scenes/a.jpg", "--overwrite",
+                error="an output would replace an input file: {d}/scenes/a.jpg"),
+    detect_case("detect-json-onto-class-image", "--json", "{d}/classes/red.png", "--overwrite",
+                error="would replace an input file"),
+    detect_case("detect-json-exists", "--json", "{d}/mine.json", error="output file exists: {d}/mine.json"),
+    detect_case("detect-jsonl-exists-without-resume", "--jsonl", "{d}/mine.json", error="use --resume"),
+    detect_case("detect-jsonl-is-a-folder", "--jsonl", "{d}/scenes", error="must be a file, got a folder"),
+    detect_case("detect-resume-file-not-jsonl", "--jsonl", "{d}/notes.txt", "--resume",
+                setup=lambda f, a: (f / "notes.txt").write_text("my notes\nline two\n"),
+                error="notes.txt:1 is not a JSON line"),
+    detect_case("detect-resume-without-jsonl", "--resume", error="--resume continues a --jsonl file"),
+    detect_case("detect-crops-folder-not-empty", "--crops", "{d}/crops", setup=_folder_with("crops/thesis.tex"),
+                error="--crops must be a new or empty folder"),
+    detect_case("detect-crops-same-file-names", "--image", "{d}/more", "--crops", "{d}/crops", base=BATCH,
+                setup=lambda f, a: gen.jpeg(f / "more" / "a.jpg", size=(200, 150)), error="share the file name 'a'"),
+    detect_case("detect-draw-several-scenes-to-an-image-name", "--draw", "{d}/out.png", base=BATCH,
+                error="must be a folder, got an image file name"),
+    detect_case("detect-draw-folder-parent-missing", "--draw", "{d}/no/such/folder", base=BATCH,
+                error="output folder does not exist"),
+    detect_case("detect-workers-zero", "--workers", "0", base=BATCH, error="--workers must be at least 1, got 0"),
+    detect_case("detect-ray-nothing-listening", "--ray", "127.0.0.1:1", base=BATCH, timeout=60,
+                error="cannot connect to the Ray cluster at '127.0.0.1:1'"),
+    detect_case("detect-ray-bad-address", "--ray", "my cluster", base=BATCH, error="--ray must be auto"),
+    detect_case("detect-image-empty-string", "--image", "", base=("detect", "--classes", "{d}/classes"),
+                error="--image got an empty path"),
+    detect_case("detect-image-pattern-matches-nothing", "--image", "{d}/scenes/*.gif",
+                base=("detect", "--classes", "{d}/classes"), error="no image matches the pattern"),
+    detect_case("detect-image-folder-without-images", "--image", "{d}/empty",
+                base=("detect", "--classes", "{d}/classes"), setup=_folder_with("empty/notes.txt"),
+                error="no images"),
+    detect_case("detect-scene-not-an-image", "--image", "{d}/bad.jpg", "--scales", "320",
+                base=("detect", "--classes", "{d}/classes", "--model", "untrained"),
+                setup=lambda f, a: gen.junk(f / "bad.jpg"), error="bad.jpg"),
+    detect_case("detect-catalog-of-another-model", "--catalog", "{d}/cat", "--model", "default",
+                base=("detect", "--image", "{d}/scenes/a.jpg"), setup=_catalog,
+                error="it was built with model os2d-"),
+    detect_case("detect-catalog-and-classes", "--catalog", "{d}/cat", setup=_catalog,
+                error="--catalog cannot be combined with --class/--classes"),
+    detect_case("detect-catalog-not-a-catalog", "--catalog", "{d}/classes",
+                base=("detect", "--image", "{d}/scenes/a.jpg"), error="is not an os2d catalog"),
+    detect_case("detect-catalog-damaged-class-file", "--catalog", "{d}/cat", "--model", "untrained",
+                base=("detect", "--image", "{d}/scenes/a.jpg"), setup=_damage_class_file,
+                error="(class 'blue') is corrupt or truncated"),
+    detect_case("detect-catalog-with-sift", "--catalog", "{d}/cat", "--method", "sift",
+                base=("detect", "--image", "{d}/scenes/a.jpg"), setup=_catalog, error="method 'sift' cannot use"),
+    detect_case("detect-output-inside-the-catalog", "--catalog", "{d}/cat", "--json", "{d}/cat/dets.json",
+                "--model", "untrained", base=("detect", "--image", "{d}/scenes/a.jpg"), setup=_catalog,
+                error="is inside {d}/cat"),
+]
+
+# ------------------------------------------------------------------------------------------ catalog
+def catalog_case(id, *argv, setup=None, error="", **kw):
+    def prepare(folder: Path, assets) -> None:
+        detect_inputs(folder)
+        _catalog(folder)
+        if setup is not None:
+            setup(folder, assets)
+
+    return cli(id, "catalog", *argv, setup=prepare, error=error, **kw)
+
+
+def _lose_last_class_image(folder: Path, _assets) -> None:
+    import json
+
+    index = json.loads((folder / "cat" / "catalog.json").read_text())
+    (folder / "cat" / index["classes"][-1]["images"][0]).unlink()
+
+
+CATALOG_CASES = [
+    catalog_case("catalog-remove-unknown-class", "remove", "{d}/cat", "red", "nope",
+                 error="classes ['nope'] are not in catalog"),
+    catalog_case("catalog-build-into-non-empty-folder", "build", "{d}/classes", "--out", "{d}/scenes",
+                 "--model", "untrained", error="--out {d}/scenes already exists and is not empty"),
+    catalog_case("catalog-build-into-a-catalog", "build", "{d}/classes", "--out", "{d}/cat", "--model", "untrained",
+                 error="is an os2d catalog"),
+    catalog_case("catalog-build-empty-class-name", "build", "{d}/classes", "--out", "{d}/new", "--model",
+                 "untrained", setup=_folder_with("classes/__2.png"), error="gives an empty class name"),
+    catalog_case("catalog-build-class-size-huge", "build", "{d}/classes", "--out", "{d}/new", "--class-size",
+                 "100000", "--model", "untrained", error="invalid --class-size 100000"),
+    catalog_case("catalog-build-missing-folder", "build", "{d}/nope", "--out", "{d}/new",
+                 error="class image folder not found"),
+    catalog_case("catalog-build-tiny-class-image", "build", "{d}/small", "--out", "{d}/new", "--model", "untrained",
+                 setup=lambda f, a: ((f / "small").mkdir(), _tiny_class(f / "small", a)), error="too small"),
+    catalog_case("catalog-add-another-model", "add", "{d}/cat", "--class", "x={d}/classes/red.png", "--model",
+                 "default", error="does not fit this detector"),
+    catalog_case("catalog-add-tiny-class-image", "add", "{d}/cat", "--class", "green={d}/classes/red.png",
+                 "--class", "t={d}/tiny.png", "--model", "untrained", setup=_tiny_class, error="too small"),
+    catalog_case("catalog-add-corrupt-class-image", "add", "{d}/cat", "--class", "x={d}/bad.png", "--model",
+                 "untrained", setup=lambda f, a: gen.junk(f / "bad.png"), error="bad.png"),
+    catalog_case("catalog-add-pair-without-image", "add", "{d}/cat", "--class", "x=", error="NAME=IMAGE"),
+    catalog_case("catalog-info-not-a-catalog", "info", "{d}/classes", error="is not an os2d catalog"),
+    catalog_case("catalog-info-index-not-json", "info", "{d}/cat",
+                 setup=lambda f, a: (f / "cat" / "catalog.json").write_text("{not json"), error="is not valid JSON"),
+    catalog_case("catalog-info-index-other-format-version", "info", "{d}/cat",
+                 setup=lambda f, a: (f / "cat" / "catalog.json").write_text(
+                     '{"format": "os2d-catalog", "format_version": 99}'), error="format version 99"),
+    catalog_case("catalog-rebuild-class-images-missing", "rebuild", "{d}/cat", "--model", "default",
+                 setup=_lose_last_class_image, error="class images of 'blue' are missing"),
+    catalog_case("catalog-usage-missing-out", "build", "{d}/classes", error="Missing option '--out'"),
+]
+
+# ------------------------------------------------------------------------------------------ evaluate
+def evaluate_case(id, *extra, setup=None, error="", **kw):
+    def prepare(folder: Path, assets) -> None:
+        gen.csv_dataset(folder / "data")
+        (folder / "mine.json").write_text('{"precious": true}\n')
+        if setup is not None:
+            setup(folder, assets)
+
+    return cli(id, "evaluate", "--dataset", "{d}/data/classes/ds.csv", "--split", "train", "--model", "untrained",
+               *extra, setup=prepare, error=error, **kw)
+
+
+EVALUATE_CASES = [
+    evaluate_case("evaluate-scales-inf", "--scales", "inf", error="invalid --scales"),
+    evaluate_case("evaluate-scales-nan", "--scales", "nan", error="got nan"),
+    evaluate_case("evaluate-class-size-huge", "--class-size", "100000", error="invalid --class-size 100000"),
+    evaluate_case("evaluate-base-size-zero", "--base-size", "0", error="--base-size must be between 32 and 4096"),
+    evaluate_case("evaluate-threshold-nan", "--threshold", "nan", error="--threshold must be a number"),
+    evaluate_case("evaluate-iou-zero", "--iou", "0", error="--iou must be in (0, 1]"),
+    evaluate_case("evaluate-iou-nan", "--iou", "nan", error="--iou must be in (0, 1]"),
+    evaluate_case("evaluate-max-images-zero", "--max-images", "0", error="--max-images must be at least 1"),
+    evaluate_case("evaluate-usage-max-dets-abc", "--max-dets", "abc", error="--max-dets"),
+    evaluate_case("evaluate-distractor-empty-class-name", "--distractors", "{d}/distractors",
+                  setup=_folder_with("distractors/__2.png"), error="gives an empty class name"),
+    evaluate_case("evaluate-json-exists", "--json", "{d}/mine.json", error="output file exists"),
+    evaluate_case("evaluate-json-and-coco-same-file", "--json", "{d}/out.json", "--coco", "{d}/out.json",
+                  error="must be different files"),
+    evaluate_case("evaluate-detections-missing", "--detections", "{d}/nope.json", error="detections file not found"),
+    evaluate_case("evaluate-dataset-missing", "--dataset", "{d}/nope.csv", error="nope.csv"),
+]
+
+
+CASES = (SYNTH_CASES + TRAIN_CASES + API_CASES + USAGE_CASES + FRESH_CASES + DETECT_CASES + CATALOG_CASES
+         + EVALUATE_CASES)

@@ -73,7 +73,7 @@ def detect_record(runner, bank, path: Path, *, keep_going: bool = True, on_level
             raise
         return {"image": str(path), "error": str(err)}
     width, height = dets.image_size
-    records = [{k: r[k] for k in ("class", "score", "bbox")} for r in dets.to_records()]
+    records = [{k: r[k] for k in ("class", "score", "bbox")} for r in dets.sorted().to_records()]
     return {"image": str(path), "width": int(width), "height": int(height),
             "seconds": round(time.perf_counter() - start, 4), "detections": records}
 

@@ -52,6 +52,21 @@ def _check_new_folder(out: Path) -> None:
         raise InputNotFoundError(f"output folder does not exist: {out.parent}")
 
 
+def _discard_if_empty(out: Path, *, existed: bool) -> None:
+    """A build that failed before its first chunk: remove the empty catalog it made (only its files)."""
+    from os2d.catalog import Catalog, store
+
+    if len(Catalog.open(out)) > 0:
+        return  # finished chunks are kept: continue with 'os2d catalog add'
+    for name in (store.INDEX_FILE, store.LOCK_FILE):
+        (out / name).unlink(missing_ok=True)
+    for name in (store.FEATURES_DIR, store.IMAGES_DIR):
+        if (out / name).is_dir() and not any((out / name).iterdir()):
+            (out / name).rmdir()
+    if not existed and not any(out.iterdir()):
+        out.rmdir()
+
+
 @app.command("build")
 def build(
     folder: Path = typer.Argument(..., help="Folder of class images (stem = class name; NAME__2.jpg adds a second image)."),
@@ -65,8 +80,13 @@ def build(
     classes = classes_from_folder(folder)
     _check_new_folder(out)
     detector = _detector(model, device, class_size, augment, threads)
+    existed = out.exists()
     catalog = Catalog.create(out, detector)
-    _add_in_chunks(catalog, classes, detector)
+    try:
+        _add_in_chunks(catalog, classes, detector)
+    except BaseException:
+        _discard_if_empty(out, existed=existed)
+        raise
     Console().print(f"catalog {out}: {len(catalog)} classes, model {detector.model_identity}")
 
 

@@ -75,7 +75,7 @@ def detect(
                                  shortlist=shortlist, candidates=candidates)
     job = BatchJob(method=resolve_method(method, mode), model=model, settings=fields, classes=class_map,
                    catalog=None if catalog is None else str(catalog), device=device,
-                   threads=parse_threads(threads) or max(1, available_cores() // max(1, workers)))
+                   threads=_worker_threads(threads, workers=workers, ray=ray))
     try:
         runner, bank = job.build()
     except InvalidInputError as err:
@@ -97,6 +97,15 @@ def _check_run_options(*, workers: int, ray: Optional[str], resume: bool, jsonl:
         check_ray_address(ray)
     if resume and jsonl is None:
         raise InvalidInputError("--resume continues a --jsonl file: give --jsonl OUT")
+
+
+def _worker_threads(threads: Optional[str], *, workers: int, ray: Optional[str]) -> int:
+    """Torch threads per worker: ``--threads``, else 1 per Ray actor (it holds one CPU), else the cores
+    shared among the local workers."""
+    given = parse_threads(threads)
+    if given is not None:
+        return given
+    return 1 if ray is not None else max(1, available_cores() // max(1, workers))
 
 
 def _model_and_catalog(model: str, catalog: Optional[Path]):
