@@ -170,7 +170,7 @@ def test_detect_boxes_in_original_pixels(detector, bank):
 def test_class_bank_entries_and_augmentation(detector, classes, bank):
     assert bank.names == ["a", "b"] and bank.entry_labels.tolist() == [0, 1, 1] and len(bank) == 2
     assert bank.features.shape == (3, 1024, 15, 15) and bank.raw_features is None
-    assert bank.extras["descriptors"].shape == (3, 1024)
+    assert bank.extras["templates"].shape == (3, 1024, 5, 5) and bank.extras["colors"].shape[0] == 3
     torch.testing.assert_close(bank.features.norm(dim=1), torch.ones(3, 15, 15), rtol=1e-4, atol=1e-4)
     assert detector.prepare_classes(bank) is bank
     augmented = detector.with_settings(augment=("flip", "rot90")).prepare_classes({"a": classes["a"]})

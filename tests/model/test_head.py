@@ -158,7 +158,8 @@ def test_identity_head_score_gradcheck_wrt_class_features():
     [[1, 5, 7], [1, 6, 8], [1, 5, 9], [1, 7, 7]],  # clustered: one window over all of them
 ])
 def test_head_at_locations_equals_the_dense_head(variant, radius, centers):
-    """TransformNet on windows of the correlation map gives the dense output at every location computed."""
+    """TransformNet on windows of the correlation (from crops of the scene features) and scores resampled from
+    the scene features give the dense output at every location computed."""
     net = _random_transform_net(225, variant, seed=3, scale=0.05)
     with torch.no_grad():
         for bn in (net.bn1, net.bn2):
@@ -168,7 +169,7 @@ def test_head_at_locations_equals_the_dense_head(variant, radius, centers):
     scene, cls = _unit_features(1, 8, 13, 17, seed=4), _unit_features(3, 8, 15, 15, seed=5)
     with torch.no_grad():
         dense = head(scene, cls)
-        out = head.at_locations(head.correlation(scene, cls), torch.tensor(centers), radius=radius)
+        out = head.at_locations(scene, cls, torch.tensor(centers), radius=radius)
     n, rows, cols = out.index.unbind(1)
     wanted = {(c[0], c[1] + dy, c[2] + dx) for c in centers for dy in range(-radius, radius + 1)
               for dx in range(-radius, radius + 1) if 0 <= c[1] + dy < 13 and 0 <= c[2] + dx < 17}

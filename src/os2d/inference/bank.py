@@ -3,7 +3,7 @@
 A bank holds K *entries* (one per class image, and per augmented copy of it) of
 ``len(names)`` classes. Every per-entry tensor has K rows: ``features`` ``Tensor[K, C, g, g]``
 (L2-normalised class features resampled to the head's grid) and the ``extras`` (for example
-``descriptors`` ``Tensor[K, D]`` for the fast mode's shortlist, or calibration statistics).
+``templates`` ``Tensor[K, C, 5, 5]`` for the fast mode, colour signatures, calibration statistics).
 
 Features may live in memory (:class:`TensorStore`) or be read on demand from a catalog on disk
 (:mod:`os2d.catalog`), so that detection over a catalog needs memory for one chunk of classes,
@@ -119,7 +119,7 @@ class ClassBank:
         entry_labels: ``Tensor[K]`` int64, the class of each entry.
         store: where ``Tensor[K, C, g, g]`` entry features come from (see :meth:`entry_features`).
         key: the model and class-image settings the features were computed with.
-        extras: per-entry tensors ``Tensor[K, ...]`` (``descriptors``, calibration statistics...).
+        extras: per-entry tensors ``Tensor[K, ...]`` (``templates``, ``colors``, ``calibration``...).
         raw_features: per entry ``Tensor[C, hc, wc]`` unresampled features (only kept for the
             aspect-ratio sliding-window baseline; never stored in catalogs).
     """

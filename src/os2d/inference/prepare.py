@@ -11,6 +11,7 @@ from os2d.data.preprocess import check_class_image_size, resize, size_by_area, t
 from os2d.errors import InvalidInputError, InvalidTypeError
 from os2d.inference.bank import BankKey, ClassBank, TensorStore
 from os2d.model.os2d import OS2DModel
+from os2d.inference.cascade import class_templates
 from os2d.inference.verify import color_signature
 from os2d.ops.features import l2_normalize
 
@@ -60,14 +61,6 @@ def load_class_images(classes: ClassSpec, *, key: BankKey, mean, std
     return names, tensors, labels, torch.stack(colors)
 
 
-def class_descriptors(features: torch.Tensor) -> torch.Tensor:
-    """Global descriptor of each entry for the fast mode's shortlist: ``Tensor[K, C, g, g]`` -> ``Tensor[K, C]``.
-
-    The L2-normalised mean of the (L2-normalised) class feature map.
-    """
-    return l2_normalize(features.mean(dim=(2, 3)), dim=1, eps=1e-12)
-
-
 @torch.no_grad()
 def bank_from_tensors(model: OS2DModel, backbone: Backbone, names: List[str], tensors: List[torch.Tensor],
                       labels: List[int], *, key: BankKey, keep_raw: bool = False,
@@ -80,7 +73,7 @@ def bank_from_tensors(model: OS2DModel, backbone: Backbone, names: List[str], te
     raw = [backbone(t.to(device).unsqueeze(0)) for t in tensors]
     features = torch.cat([model.embed_class(fm) for fm in raw], 0)
     # [K, C, g, g]
-    extras = {"descriptors": class_descriptors(features)}
+    extras = {"templates": class_templates(features)}
     raw_normed = [l2_normalize(fm[0], dim=0, eps=model.feature_eps) for fm in raw] if keep_raw else None
     return ClassBank(names=names, entry_labels=torch.tensor(labels, dtype=torch.int64), store=TensorStore(features),
                      key=key, extras=extras, raw_features=raw_normed)

@@ -33,7 +33,6 @@ class Scene:
         self.levels: List[Level] = pyramid_levels(image.width, image.height, settings, anchor=anchor)
         self._embed, self._mean, self._std, self._device = embed, mean, std, device
         self._features: Dict[int, torch.Tensor] = {}
-        self._crops: Dict[tuple, torch.Tensor] = {}
         self.stride = stride
         self._base: Optional[Image.Image] = None
         self._on_level = on_level
@@ -55,32 +54,6 @@ class Scene:
                                     interpolation=self.settings.interpolation)
             source = self._base
         return resize(source, self.levels[index].size, interpolation=self.settings.interpolation)
-
-    def level_cells(self, index: int) -> tuple:
-        """(rows, cols) of level ``index``'s feature map (ceil of the level size / stride)."""
-        w, h = self.levels[index].size
-        return -(-h // self.stride), -(-w // self.stride)
-
-    @torch.no_grad()
-    def crop_features(self, index: int, box: tuple) -> torch.Tensor:
-        """Features of the cells ``box = (row0, col0, row1, col1)`` of level ``index``, computed from the
-        pixels of that part of the level only: ``Tensor[1, C, row1 - row0, col1 - col0]``.
-
-        Cell ``j`` of the crop is cell ``col0 + j`` of the level (the crop starts at a multiple of the
-        stride); features near the crop's border differ from the full level's (padding instead of context).
-        Full levels that were computed already are sliced instead.
-        """
-        r0, c0, r1, c1 = box
-        if index in self._features or (r0, c0) == (0, 0) and (r1, c1) == self.level_cells(index):
-            return self.features(index)[:, :, r0:r1, c0:c1]
-        key = (index, box)
-        if key not in self._crops:
-            image = self.level_image(index)
-            st = self.stride
-            pixels = to_tensor(image.crop((c0 * st, r0 * st, min(c1 * st, image.width), min(r1 * st, image.height))),
-                               mean=self._mean, std=self._std).unsqueeze(0)
-            self._crops[key] = self._embed(pixels.to(self._device))
-        return self._crops[key]
 
     @torch.no_grad()
     def features(self, index: int) -> torch.Tensor:

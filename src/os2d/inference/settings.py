@@ -27,29 +27,20 @@ class CascadeSettings(BaseModel):
     """Cut-offs of the fast mode's cascade (:mod:`os2d.inference.cascade`; docs/speed.md).
 
     Attributes:
-        shortlist: classes kept per scene by the global-descriptor shortlist (stage 1); 0 keeps all.
-        shortlist_margin: a class scoring within this of the best shortlist score is kept too.
-        probe_side: longer side (px) of the pyramid level used by stage 1 (the level nearest to it).
-        regions: per shortlisted class entry, the probe windows searched further.
-        max_levels: per window, pyramid levels searched (those where its object is nearest to the
-            anchor size); 0 searches every level in full.
-        crop_margin: feature cells searched beyond a window (the backbone runs on that part of the
-            level only); 0 computes whole levels.
-        candidates: per class entry and level, locations given to the exact head (stage 4).
-        candidate_nms: IoU of the NMS among one entry's identity-score candidates.
+        candidates: per class entry, locations given to the exact head (its best coarse scores).
+        max_windows: at most this many candidates per scene in all (fewer per entry for big
+            catalogs; never fewer than one per entry).
+        candidate_nms: IoU of the NMS among one entry's coarse candidates (their anchors).
         radius: the exact head runs at every location within this many cells of a candidate.
+        shortlist: only the classes with the best coarse peaks go to the exact head; 0 keeps all.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    shortlist: int = Field(default=12, ge=0, le=100_000)
-    shortlist_margin: float = Field(default=0.0, ge=0.0, le=2.0)
-    probe_side: int = Field(default=512, ge=32, le=MAX_LEVEL_SIDE)
-    regions: int = Field(default=2, ge=1, le=64)
-    max_levels: int = Field(default=2, ge=0, le=64)
-    crop_margin: int = Field(default=6, ge=0, le=64)
-    candidates: int = Field(default=6, ge=1, le=100_000)
+    candidates: int = Field(default=3, ge=1, le=100_000)
+    max_windows: int = Field(default=1500, ge=1, le=10_000_000)
     candidate_nms: float = Field(default=0.5, gt=0.0, le=1.0)
     radius: int = Field(default=1, ge=0, le=7)
+    shortlist: int = Field(default=0, ge=0, le=100_000)
 
 
 class DetectSettings(BaseModel):

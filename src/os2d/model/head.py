@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from os2d.model.transform_net import RECEPTIVE_HALF, TransformNet
+from os2d.model.transform_net import TransformNet
 from os2d.ops.boxes import corners_to_boxes
 from os2d.ops.correlation import correlate
 from os2d.ops.grid import (
@@ -187,151 +186,30 @@ class OS2DHead(nn.Module):
         return self._scores(corr, affine, centers).reshape(n, height, width)
 
     # ------------------------------------------------------------------ sparse
-    def at_locations(self, corr: torch.Tensor, centers: torch.Tensor, *, radius: int = 0) -> LocationOutput:
-        """The head's output at the locations within ``radius`` of the given centres.
-
-        Equal to :meth:`forward` at those locations: TransformNet's receptive field is
-        ``2 * RECEPTIVE_HALF + 1`` = 15 cells, so it runs on 15 + 2r windows of the correlation map
-        (zero outside the map, intermediate layers masked like the dense zero padding).
+    def at_locations(self, scene_fm: torch.Tensor, class_fm: torch.Tensor, centers: torch.Tensor, *,
+                     radius: int = 0) -> LocationOutput:
+        """The head's output at the locations within ``radius`` of the given centres, equal to
+        :meth:`forward` there, computed from the scene features alone (:mod:`os2d.model.head_windows`).
 
         Args:
-            corr: ``Tensor[N, S, H, W]`` correlation maps (see :meth:`correlation`).
-            centers: ``Tensor[M, 3]`` int64 ``(n, row, col)``.
+            scene_fm: ``Tensor[1, C, H, W]`` L2-normalised scene features (one scene).
+            class_fm: ``Tensor[K, C, g, g]`` class features.
+            centers: ``Tensor[M, 3]`` int64 ``(class entry, row, col)``.
             radius: r, half-size of the square of locations computed around each centre.
 
         Returns:
-            :class:`LocationOutput` over the distinct locations inside the map.
+            :class:`LocationOutput` over the distinct locations inside the map (``index[:, 0]`` is
+            the class entry); windows over clustered centres may add neighbouring locations.
         """
-        if centers.numel() == 0:
-            return _empty_location_output(corr)
-        parts_index, parts_params = [], []
-        squares, rects = _plan_windows(centers, radius, corr.shape[-2:])
-        if squares.numel():
-            index, params = self._square_outputs(corr, squares, radius)
-            parts_index.append(index), parts_params.append(params)
-        for rect in rects:
-            index, params = self._rect_outputs(corr, rect)
-            parts_index.append(index), parts_params.append(params)
-        index, params = torch.cat(parts_index), torch.cat(parts_params)
-        _, _, height, width = corr.shape
-        keep = (index[:, 1] >= 0) & (index[:, 1] < height) & (index[:, 2] >= 0) & (index[:, 2] < width)
-        index, params = index[keep], params[keep]
-        index, first = _unique_rows(index)
-        return self._outputs_at(corr, index, params[first])
+        from os2d.model.head_windows import head_at_locations
 
-    def _square_outputs(self, corr: torch.Tensor, centers: torch.Tensor, radius: int):
-        """Locations ``Tensor[L, 3]`` and parameters ``Tensor[L, P]`` of (2r+1)^2 squares around centres."""
-        params = self._window_params(corr, centers, radius)
-        # [M, P, 2r+1, 2r+1]
-        offsets = torch.arange(-radius, radius + 1, device=corr.device)
-        dy, dx = torch.meshgrid(offsets, offsets, indexing="ij")
-        rows = centers[:, 1, None, None] + dy
-        cols = centers[:, 2, None, None] + dx
-        # [M, 2r+1, 2r+1]
-        index = torch.stack([centers[:, 0, None, None].expand_as(rows), rows, cols], -1).reshape(-1, 3)
-        # [M*(2r+1)^2, 3]
-        return index, params.permute(0, 2, 3, 1).reshape(index.shape[0], -1)
-        # [M*(2r+1)^2, P]
-
-    def _rect_outputs(self, corr: torch.Tensor, rect: Tuple[int, int, int, int, int]):
-        """Locations and parameters of every cell of ``rect = (n, row0, col0, row1, col1)`` (one window)."""
-        n, y0, x0, y1, x1 = rect
-        _, _, height, width = corr.shape
-        rows, cols = torch.arange(y0, y1, device=corr.device), torch.arange(x0, x1, device=corr.device)
-        grid_r, grid_c = torch.meshgrid(rows, cols, indexing="ij")
-        index = torch.stack([torch.full_like(grid_r, n), grid_r, grid_c], -1).reshape(-1, 3)
-        # [h*w, 3]
-        if self.transform_net is None:
-            return index, self.identity.to(corr.dtype).expand(index.shape[0], -1)
-        q = RECEPTIVE_HALF
-        padded = F.pad(corr[n:n + 1], (q, q, q, q))
-        window = padded[:, :, y0:y1 + 2 * q, x0:x1 + 2 * q]
-        # [1, S, h+2q, w+2q]
-        inside = [_rect_mask(y0 - e, x0 - e, y1 + e, x1 + e, height, width, dtype=corr.dtype) for e in (4, 2)]
-        params = self.transform_net.forward_windows(window, inside)
-        # [1, P, h, w]
-        return index, params[0].permute(1, 2, 0).reshape(index.shape[0], -1)
-
-    def _window_params(self, corr: torch.Tensor, centers: torch.Tensor, radius: int) -> torch.Tensor:
-        """TransformNet parameters around each centre: ``Tensor[M, P, 2r+1, 2r+1]``."""
-        m = centers.shape[0]
-        if self.transform_net is None:
-            side = 2 * radius + 1
-            return self.identity.to(corr.dtype).view(1, -1, 1, 1).expand(m, -1, side, side)
-        _, _, height, width = corr.shape
-        q = RECEPTIVE_HALF + radius
-        padded = F.pad(corr, (q, q, q, q))
-        # [N, S, H+2q, W+2q]
-        span = torch.arange(2 * q + 1, device=corr.device)
-        rows = (centers[:, 1, None] + span)[:, :, None]
-        cols = (centers[:, 2, None] + span)[:, None, :]
-        windows = padded[centers[:, 0, None, None], :, rows, cols].permute(0, 3, 1, 2)
-        # [M, S, 2q+1, 2q+1]
-        inside = [_inside_mask(centers, radius + extra, height, width, dtype=corr.dtype) for extra in (4, 2)]
-        return self.transform_net.forward_windows(windows, inside)
-
-    def _outputs_at(self, corr: torch.Tensor, index: torch.Tensor, params: torch.Tensor) -> LocationOutput:
-        """Scores and boxes at locations ``index`` ``Tensor[L, 3]`` with parameters ``Tensor[L, P]``."""
-        affine = params_to_affine(params, variant=self.variant)
-        # [L, 2, 3]
-        centers = torch.stack([index[:, 2], index[:, 1]], -1).to(affine.dtype)
-        # [L, 2] (col, row)
-        scores = torch.empty(index.shape[0], dtype=corr.dtype, device=corr.device)
-        for n in index[:, 0].unique().tolist():
-            sel = (index[:, 0] == n).nonzero().squeeze(1)
-            scores[sel] = self._scores(corr[n:n + 1], affine[sel][None], centers[sel][None])[0]
-        corners, boxes = self._corners_and_boxes(affine[None], centers[None])
-        return LocationOutput(index=index, scores=scores, boxes=boxes[0], corners=corners[0])
+        return head_at_locations(self, scene_fm, class_fm, centers, radius=radius)
 
 
-def _plan_windows(centers: torch.Tensor, radius: int, shape):
-    """Per map, one window over all its centres' squares when cheaper than one window per centre.
-
-    Cost model: the cells of TransformNet's first layer, 4 beyond the outputs on each side.
-    Returns (centres computed square by square ``Tensor[M', 3]``, [rectangles (n, r0, c0, r1, c1)]).
-    """
-    squares, rects = [], []
-    side = 2 * radius + 1
-    for n in centers[:, 0].unique().tolist():
-        mine = centers[centers[:, 0] == n]
-        r0, c0 = max(0, int(mine[:, 1].min()) - radius), max(0, int(mine[:, 2].min()) - radius)
-        r1 = min(int(shape[0]), int(mine[:, 1].max()) + radius + 1)
-        c1 = min(int(shape[1]), int(mine[:, 2].max()) + radius + 1)
-        union = (r1 - r0 + 8) * (c1 - c0 + 8)
-        if union < mine.shape[0] * (side + 8) ** 2:
-            rects.append((n, r0, c0, r1, c1))
-        else:
-            squares.append(mine)
-    return (torch.cat(squares) if squares else centers[:0]), rects
-
-
-def _rect_mask(y0: int, x0: int, y1: int, x1: int, height: int, width: int, *, dtype) -> torch.Tensor:
-    """``Tensor[1, 1, y1-y0, x1-x0]``: 1 where the cell lies inside the H x W map."""
-    rows = torch.arange(y0, y1)
-    cols = torch.arange(x0, x1)
-    ok = ((rows >= 0) & (rows < height))[:, None] & ((cols >= 0) & (cols < width))[None, :]
-    return ok.to(dtype)[None, None]
-
-
-def _inside_mask(centers: torch.Tensor, half: int, height: int, width: int, *, dtype) -> torch.Tensor:
-    """``Tensor[M, 1, 2h+1, 2h+1]``: 1 where ``centre + offset`` lies inside the H x W map."""
-    offsets = torch.arange(-half, half + 1, device=centers.device)
-    rows = centers[:, 1, None] + offsets
-    cols = centers[:, 2, None] + offsets
-    ok_r = (rows >= 0) & (rows < height)
-    ok_c = (cols >= 0) & (cols < width)
-    return (ok_r[:, :, None] & ok_c[:, None, :]).to(dtype)[:, None]
-
-
-def _unique_rows(index: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+def unique_rows(index: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """Distinct rows of ``Tensor[L, 3]`` (sorted) and the position of each one's first occurrence."""
     unique, inverse = torch.unique(index, dim=0, return_inverse=True)
     positions = torch.arange(inverse.numel(), device=index.device)
     first = torch.full((unique.shape[0],), inverse.numel(), dtype=torch.int64, device=index.device)
     first = first.scatter_reduce(0, inverse, positions, reduce="amin")
     return unique, first
-
-
-def _empty_location_output(corr: torch.Tensor) -> LocationOutput:
-    return LocationOutput(index=torch.zeros(0, 3, dtype=torch.int64, device=corr.device),
-                          scores=corr.new_zeros(0), boxes=corr.new_zeros(0, 4), corners=corr.new_zeros(0, 4, 2))
