@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Optional, Annotated
 
 import typer
 
@@ -25,8 +25,13 @@ def export(
     ] = "default",
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Write into a non-empty OUT, replacing the export's own files there.")] = False,
+    threads: Annotated[Optional[str], typer.Option(
+        "--threads", help="Torch threads: a number, or auto (the idle cores; docs/speed.md).")] = None,
 ) -> None:
     from os2d.export import export_model
+    from os2d.inference.threads import parse_threads, set_threads
+
+    set_threads(parse_threads(threads))
 
     manifest = export_model(model, out, fmt=fmt, overwrite=overwrite)
     files = ", ".join([g.file for g in manifest.graphs.values()] + ["export.json"])

@@ -89,8 +89,15 @@ def synth(
     progress: Annotated[Optional[bool], typer.Option(
         "--progress/--no-progress", show_default=False,
         help="Progress bar (default: on when stderr is a terminal).")] = None,
+    threads: Annotated[Optional[str], typer.Option(
+        "--threads", help="CPU threads of OpenCV and torch: a number, or auto (the idle cores; docs/speed.md).")] = None,
 ) -> None:
+    import cv2
+
+    from os2d.inference.threads import parse_threads, set_threads
     from os2d.synth import SynthConfig, generate_dataset
+
+    cv2.setNumThreads(set_threads(parse_threads(threads)))
 
     config = SynthConfig(
         num_scenes=num_scenes, seed=seed, min_objects=min_objects, max_objects=max_objects,

@@ -35,7 +35,11 @@ def train(
         "--progress/--no-progress", show_default=False,
         help="Progress bar (default: on when stderr is a terminal).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-interval log lines on stderr.")] = False,
+    threads: Annotated[Optional[str], typer.Option(
+        "--threads", help="Torch threads: a number, or auto (the idle cores; docs/speed.md). Overrides the config's "
+                          "threads.")] = None,
 ) -> None:
+    from os2d.inference.threads import parse_threads, set_threads
     from os2d.train.config import load_config
     from os2d.train.trainer import train as run_training
 
@@ -43,7 +47,10 @@ def train(
         config = out / "config.yaml"
     if config is None:
         raise InvalidInputError("no training config given: use --config FILE.yaml (see configs/)")
-    cfg = load_config(config, set_ or [])
+    count = parse_threads(threads)
+    cfg = load_config(config, list(set_ or []) + ([f"threads={count}"] if count else []))
+    if threads is not None and count is None:
+        set_threads(None)
     if not quiet:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
