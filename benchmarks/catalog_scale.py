@@ -101,7 +101,7 @@ def build(args) -> None:
             print(f"catalog: {len(cat)} classes ({time.time() - start:.0f} s)", flush=True)
 
 
-def measure(work: Path, k: int, mode: str, model: str, threads: int) -> dict:
+def measure(work: Path, k: int, mode: str, model: str, threads: int, scenes: int) -> dict:
     """One configuration in this (fresh) process."""
     import torch
 
@@ -119,6 +119,7 @@ def measure(work: Path, k: int, mode: str, model: str, threads: int) -> dict:
     others = [n for n in catalog.names if n not in set(_true_classes())][:max(0, k - len(true))]
     bank = catalog.bank(true + others)
     data = data.subset(classes=true)
+    data = data.subset(file_names=[r.file_name for r in data.images[:scenes]])
     records, seconds = [], []
     for rec in data.images:
         start = time.perf_counter()
@@ -137,7 +138,8 @@ def run(args) -> None:
     for k in args.ks:
         for mode in args.modes:
             out = subprocess.run([sys.executable, __file__, "child", "--work", str(args.work), "--k", str(k),
-                                  "--mode", mode, "--model", args.model, "--threads", str(args.threads)],
+                                  "--mode", mode, "--model", args.model, "--threads", str(args.threads),
+                                  "--scenes", str(args.scenes)],
                                  capture_output=True, text=True)
             if out.returncode != 0:
                 print(out.stderr[-2000:], file=sys.stderr)
@@ -163,6 +165,8 @@ def main() -> None:
     sub.choices["run"].add_argument("--ks", type=int, nargs="+", default=[10, 100, 1000])
     sub.choices["run"].add_argument("--modes", nargs="+", default=["exact", "fast"])
     sub.choices["run"].add_argument("--json", type=Path)
+    for name in ("run", "child"):
+        sub.choices[name].add_argument("--scenes", type=int, default=12, help="use the first N scenes")
     sub.choices["child"].add_argument("--k", type=int, required=True)
     sub.choices["child"].add_argument("--mode", required=True)
     args = parser.parse_args()
@@ -171,7 +175,7 @@ def main() -> None:
     elif args.command == "run":
         run(args)
     else:
-        print(json.dumps(measure(args.work, args.k, args.mode, args.model, args.threads)))
+        print(json.dumps(measure(args.work, args.k, args.mode, args.model, args.threads, args.scenes)))
 
 
 if __name__ == "__main__":
