@@ -123,12 +123,14 @@ def cascade_candidates(detector, scene: Scene, bank: ClassBank) -> Candidates:
     picks = coarse_candidates(scene, bank, cfg, stride=stride, anchor=head.anchor_size, per_entry=per_entry)
     picks = _shortlisted(bank, picks, cfg.shortlist)
     threshold = detector.raw_thresholds(bank)
+    used, local = picks["entry"].unique(return_inverse=True)
+    features = bank.entry_features(used)  # read once (catalogs read class files on demand)
+    # [u, C, g, g]
     parts = []
     for level in picks["level"].unique().tolist():
         sel = picks["level"] == level
-        used, local = picks["entry"][sel].unique(return_inverse=True)
-        centers = torch.stack([local, picks["row"][sel], picks["col"][sel]], -1)
-        out = head.at_locations(scene.features(level), bank.entry_features(used), centers, radius=cfg.radius)
+        centers = torch.stack([local[sel], picks["row"][sel], picks["col"][sel]], -1)
+        out = head.at_locations(scene.features(level), features, centers, radius=cfg.radius)
         parts.append(level_candidates(
             scores=out.scores, boxes=out.boxes, corners=out.corners,
             centers=torch.stack([out.index[:, 2], out.index[:, 1]], -1).float(), entries=used[out.index[:, 0]],
