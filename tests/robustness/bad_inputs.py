@@ -470,6 +470,8 @@ DETECT_CASES = [
                 error="two outputs name the same file"),
     detect_case("detect-jsonl-and-coco-same-file", "--jsonl", "{d}/r.json", "--coco", "./r.json",
                 error="two outputs name the same file"),
+    detect_case("detect-json-is-the-crops-folder", "--json", "{d}/out", "--crops", "{d}/out",
+                error="is also the --crops/--draw folder"),
     detect_case("detect-draw-onto-input-scene", "--draw", "{d}/scenes/a.jpg", "--overwrite",
                 error="an output would replace an input file: {d}/scenes/a.jpg"),
     detect_case("detect-json-onto-class-image", "--json", "{d}/classes/red.png", "--overwrite",

@@ -57,11 +57,16 @@ def _unique_stems(images: Sequence[Path], flag: str) -> None:
                                 f"would overwrite each other); process them in separate runs")
 
 
+def _draw_is_file(draw: Optional[Path], images: Sequence[Path]) -> bool:
+    """``--draw`` names the drawing itself (one scene, a name with a suffix), not a folder of drawings."""
+    return draw is not None and len(images) == 1 and bool(draw.suffix) and not draw.is_dir()
+
+
 def _draw_targets(draw: Optional[Path], images: Sequence[Path], *, overwrite: bool,
                   done: Collection[str]) -> Dict[str, Path]:
     if draw is None:
         return {}
-    if len(images) == 1 and draw.suffix and not draw.is_dir():
+    if _draw_is_file(draw, images):
         check_drawing_path(draw)
         if str(images[0]) in done:
             return {}
@@ -121,6 +126,10 @@ def plan_outputs(*, json: Optional[Path], jsonl: Optional[Path], coco: Optional[
     resolved = [p.resolve() for p in files]
     if len(set(resolved)) != len(resolved):
         raise InvalidInputError("two outputs name the same file (--json, --jsonl, --coco, --draw must differ)")
+    folders_out = {p.resolve() for p in (crops, None if _draw_is_file(draw, images) else draw) if p is not None}
+    taken = [str(p) for p, r in zip(files, resolved) if r in folders_out]
+    if taken:
+        raise InvalidInputError(f"output file {taken[0]} is also the --crops/--draw folder; choose another name")
     sources = {Path(p).resolve() for p in inputs}
     clash = [str(p) for p, r in zip(files, resolved) if r in sources]
     if clash:
