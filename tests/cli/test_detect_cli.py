@@ -198,7 +198,7 @@ def test_bad_inputs_give_one_line_errors(tmp_path):
     assert "not found" in _fail(["--image", str(tmp_path / "missing.jpg"), "--class", cls], tmp_path)
     corrupt = tmp_path / "corrupt.jpg"
     corrupt.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg" * 10)
-    assert "corrupt" in _fail(["--image", str(corrupt), "--class", cls], tmp_path) or True
+    assert "corrupt" in _fail(["--image", str(corrupt), "--class", cls], tmp_path)
     assert "no class images" in _fail(["--image", scene], tmp_path)
     tiny = tmp_path / "tiny.png"
     Image.new("RGB", (10, 40), "red").save(tiny)

@@ -182,3 +182,24 @@ def test_base_size_auto_uses_ground_truth_object_size(monkeypatch, capsys):
     msg = fail(["evaluate", "--dataset", "grocery-store", "--data-root", data_root(), "--base-size", "auto"],
                monkeypatch, capsys)
     assert "--base-size auto" in msg and "--scales" in msg
+
+
+def test_outputs_never_replace_the_dataset_files(tmp_path, monkeypatch, capsys):
+    """Even with --overwrite, an output that is the dataset's annotation file or one of its images is refused."""
+    import shutil
+
+    root = tmp_path / "ds"
+    (root / "classes" / "images").mkdir(parents=True)
+    (root / "src").mkdir()
+    data = shared_path("data", "flickrlogos27")
+    shutil.copy(data / "classes" / "images" / "Google.jpg", root / "classes" / "images" / "Google.jpg")
+    shutil.copy(data / "src" / "3904333688.jpg", root / "src" / "scene.jpg")
+    csv = root / "classes" / "ds.csv"
+    csv.write_text("gtbboxid,classid,imageid,imagefilename,classfilename,difficult,lx,ty,rx,by,split,classname\n"
+                   "0,0,0,scene.jpg,Google.jpg,0,0.1,0.1,0.6,0.5,val,Google\n")
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    for flag, target in (("--coco", csv), ("--json", csv), ("--save-detections", root / "src" / "scene.jpg")):
+        msg = fail(["evaluate", "--dataset", str(csv), "--method", "sift", flag, str(target), "--overwrite"],
+                   monkeypatch, capsys)
+        assert "would replace an input" in msg
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -93,7 +92,7 @@ def test_ctrl_c_exits_130_with_one_line_and_leaves_nothing(tmp_path):
         [sys.executable, "-m", "os2d.cli.main", "synth", "--classes", "classes", "--backgrounds", "bgs",
          "--out", "out", "--num-scenes", "100000", "--scene-size", "128"],
         cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True)
+        text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # also from a nohup shell
     deadline = time.monotonic() + 120
     while not any(p.name.startswith(".out.synth-") for p in tmp_path.iterdir()):  # writing has begun
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()

@@ -76,6 +76,7 @@ def evaluate(
         raise InvalidInputError(f"--iou must be in (0, 1], got {iou}")
     recognition = find_grocery_store(dataset, data_root)
     data, class_images, items = _load(dataset, data_root, split, recognition, max_images)
+    _check_not_inputs((json_out, save_detections, coco), dataset, data_root, class_images, items)
     extra = _distractors(distractors, class_images)
     info = {"os2d_version": __version__, "dataset": dataset, "dataset_name": data.name,
             "split": data.split if recognition is not None else split,
@@ -150,6 +151,19 @@ def _check_outputs(json_out, save, coco, detections, *, overwrite: bool) -> None
         raise InvalidInputError("--json, --save-detections, --coco and --detections must be different files")
     if detections is not None and not detections.is_file():
         raise InputNotFoundError(f"detections file not found: {detections}")
+
+
+def _check_not_inputs(outputs, dataset: str, data_root: Optional[Path], class_images: Dict, items) -> None:
+    """Refuse an output that is the dataset's annotation file, inside its folder's data, or one of its images."""
+    inputs = {Path(p).resolve() for paths in class_images.values() for p in paths} | {Path(p).resolve() for _, p in items}
+    spec = Path(dataset) if Path(dataset).exists() else (Path(data_root) / dataset if data_root else None)
+    if spec is not None and spec.exists():
+        inputs.add(spec.resolve())
+        if spec.is_dir():
+            inputs |= {p.resolve() for p in spec.glob("**/*.csv")} | {p.resolve() for p in spec.glob("**/*.json")}
+    for out in outputs:
+        if out is not None and out.resolve() in inputs:
+            raise InvalidInputError(f"an output would replace an input of the dataset: {out}")
 
 
 def _parse_base_size(text: Optional[str], dataset) -> Optional[int]:

@@ -36,7 +36,7 @@ class CascadeSettings(BaseModel):
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    candidates: int = Field(default=3, ge=1, le=100_000)
+    candidates: int = Field(default=16, ge=1, le=100_000)
     max_windows: int = Field(default=1500, ge=1, le=10_000_000)
     candidate_nms: float = Field(default=0.5, gt=0.0, le=1.0)
     radius: int = Field(default=1, ge=0, le=7)
