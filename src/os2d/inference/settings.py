@@ -71,7 +71,7 @@ class DetectSettings(BaseModel):
     score_threshold: float = 0.5
     max_detections: int = Field(default=100, ge=1, le=100_000)
     augment: Tuple[str, ...] = ()
-    class_batch: int = Field(default=8, ge=1, le=4096)
+    class_batch: int = Field(default=4, ge=1, le=4096)
     scores: Literal["raw", "calibrated"] = "raw"
     one_label: bool = False
     one_label_iou: float = Field(default=0.5, gt=0.0, le=1.0)
