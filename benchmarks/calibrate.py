@@ -37,33 +37,42 @@ def background_bank(detector, folder: Path, *, every: int, side: int):
     return BackgroundBank(maps=maps), [p.name for p in photos]
 
 
-def labelled_detections(detector, spec: str, *, per_image: int, max_images: int):
-    """(z-ready raw scores, entry stats, correct flags) of one training dataset."""
+def labelled_detections(detector, spec: str, *, per_image: int, max_images: int, negatives: int, method: str):
+    """(raw scores, entry stats, correct flags) of one training dataset.
+
+    Each scene is searched for its own classes plus ``negatives`` other classes of the dataset (drawn
+    with a fixed seed), like a class batch in training.
+    """
+    import random
+
     from os2d.data.datasets import resolve_dataset
 
     path, _, split = spec.partition(":")
     data = resolve_dataset(path, split=split or None)
-    images = data.images[:max_images]
+    images = data.images[:: max(1, len(data.images) // max_images)][:max_images]
     bank = detector.prepare_classes(dict(data.class_images))
-    det = detector.with_settings(score_threshold=float("-inf"), max_detections=per_image, scores="raw",
-                                 one_label=False)
+    det = detector.with_settings(method=method, score_threshold=float("-inf"), max_detections=per_image,
+                                 scores="raw", one_label=False)
+    rng = random.Random(0)
     raws, stats, correct = [], [], []
-    index = {n: i for i, n in enumerate(bank.names)}
     for rec in images:
-        dets = det.detect(rec.path, bank)
+        present = sorted(set(rec.labels))
+        others = [n for n in bank.names if n not in present]
+        names = present + rng.sample(others, min(negatives, len(others)))
+        sub = bank.select(names)
+        dets = det.detect(rec.path, sub)
         gt_boxes = torch.as_tensor(rec.boxes, dtype=torch.float32).reshape(-1, 4)
-        gt_labels = torch.tensor([index.get(lab, -1) for lab in rec.labels], dtype=torch.int64)
+        gt_labels = torch.tensor([names.index(lab) for lab in rec.labels], dtype=torch.int64)
         used = torch.zeros(len(gt_boxes), dtype=torch.bool)
         iou = box_iou(dets.boxes, gt_boxes) if len(gt_boxes) and len(dets) else torch.zeros(len(dets), len(gt_boxes))
         for i in range(len(dets)):
-            ok = (gt_labels == dets.labels[i]) & ~used & (iou[i] >= 0.5) if len(gt_boxes) else torch.zeros(0, dtype=torch.bool)
-            hit = bool(ok.any())
-            if hit:
+            ok = (gt_labels == dets.labels[i]) & ~used & (iou[i] >= 0.5) if len(gt_boxes) else \
+                torch.zeros(0, dtype=torch.bool)
+            if bool(ok.any()):
                 used[int(torch.where(ok, iou[i], torch.tensor(-1.0)).argmax())] = True
-            correct.append(hit)
-        entries = dets.extra["entries"]
+            correct.append(bool(ok.any()))
         raws.append(dets.scores)
-        stats.append(bank.extras["calibration"][entries])
+        stats.append(sub.extras["calibration"][dets.extra["entries"]])
     return torch.cat(raws), torch.cat(stats), np.array(correct), len(images)
 
 
@@ -72,24 +81,27 @@ def main() -> None:
     parser.add_argument("--model", type=Path, required=True, help="an os2d model folder (written in place)")
     parser.add_argument("--dataset", action="append", required=True, help="PATH[:SPLIT] of training classes")
     parser.add_argument("--backgrounds", type=Path, default=ROOT.parent / "shared" / "data" / "backgrounds")
-    parser.add_argument("--every", type=int, default=8)
+    parser.add_argument("--every", type=int, default=12)
     parser.add_argument("--side", type=int, default=384)
     parser.add_argument("--per-image", type=int, default=50)
     parser.add_argument("--max-images", type=int, default=120)
+    parser.add_argument("--negatives", type=int, default=15, help="other classes searched per scene")
+    parser.add_argument("--method", default="fast", choices=["exact", "fast"])
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from os2d import Detector
     from os2d.inference.calibration import BackgroundBank, fit_calibrator
 
-    plain = Detector.load(args.model, scores="raw")
+    plain = Detector.load(args.model, scores="raw", pyramid_rule="auto")
     start = time.time()
     bank, names = background_bank(plain, args.backgrounds, every=args.every, side=args.side)
     print(f"background bank: {len(bank.maps)} photos, {bank.cells} cells ({time.time() - start:.0f} s)", flush=True)
-    det = Detector(plain.model, plain.config, background=bank, scores="raw")
+    det = Detector(plain.model, plain.config, background=bank, scores="raw", pyramid_rule="auto")
     raws, stats, correct = [], [], []
     for spec in args.dataset:
-        r, s, c, n = labelled_detections(det, spec, per_image=args.per_image, max_images=args.max_images)
+        r, s, c, n = labelled_detections(det, spec, per_image=args.per_image, max_images=args.max_images,
+                                         negatives=args.negatives, method=args.method)
         raws.append(r), stats.append(s), correct.append(c)
         print(f"{spec}: {n} images, {len(c)} detections, {int(c.sum())} correct ({time.time() - start:.0f} s)",
               flush=True)
