@@ -9,7 +9,7 @@ Tasks (classes never used for training):
 Runs: the trained ``default`` model in exact and fast mode, the previous default (``--previous``),
 ``untrained`` (the identity TransformNet on the ImageNet backbone, which *is* the square sliding
 window), the aspect-ratio sliding window on the same ImageNet features, and SIFT. Every OS2D-family run
-uses the model's own settings (the ``auto`` pyramid from each photo's size for os2d models), keeps
+uses the model's own settings but the same pyramid rule (``auto``: levels from each photo's size), keeps
 every detection for the mAP / top-1 (threshold -inf, 300 per image), and also reports precision and
 recall at the method's **default threshold**:
 
@@ -114,6 +114,8 @@ def run_one(task: str, run: str, *, models: Dict[str, str], data_root: Path, max
     method, model_key = RUNS[run]
     data, class_images, items, kind = load_task(task, data_root, max_images)
     settings = {"score_threshold": float("-inf"), "max_detections": 300}
+    if method != "sift":
+        settings["pyramid_rule"] = "auto"  # the same pyramid rule for every OS2D-family run
     runner = build_method(method, model=models.get(model_key, "default"), **settings)
     default_threshold = _default_threshold(method, models.get(model_key))
     start = time.perf_counter()
