@@ -234,3 +234,24 @@ def test_with_settings_validates(detector):
         detector.with_settings(no_such_setting=1)
     clone = detector.with_settings(nms_iou=0.5)
     assert clone.model is detector.model and clone.settings.nms_iou == 0.5 and detector.settings.nms_iou == 0.3
+
+
+def test_default_model_tells_the_demo_flavours_apart():
+    """The shipped example: one label per cup, decided by raw similarity and colour (not by the classes'
+    calibration offsets): the middle column of cups is choco, the right column berry."""
+    from os2d.cli.detect import example_files
+
+    scenes, classes = example_files()
+    det = Detector.load("default", score_threshold=0.1)
+    result = det.detect(scenes[0], det.prepare_classes(classes))
+    assert len(result) > 0 and det.settings.one_label and det.settings.scores == "calibrated"
+    x1, y1, x2, y2 = result.boxes.T
+    names = [result.class_names[int(i)] for i in result.labels]
+    # single cups on the three upper shelves (the bottom shelf holds other products)
+    cups = [(n, float(a + b) / 2) for n, a, b, top, bottom in zip(names, x1, x2, y1, y2)
+            if b - a < 150 and (top + bottom) / 2 < 340]
+    middle = [n for n, x in cups if 390 <= x <= 440]
+    right = [n for n, x in cups if 540 <= x <= 620]
+    assert middle and set(middle) == {"fantasia-choco"}
+    assert right and set(right) == {"fantasia-berry"}
+    assert torch.all(result.extra["raw_scores"] >= 0.4)  # raw scores stay available

@@ -263,7 +263,12 @@ class Detector:
             weight = self.settings.color_weight if "colors" in bank.extras else 0.0
 
             def single(cands, labels, extra):
-                rank = rank_by_color(image, cands, labels, bank.extras.get("colors"), weight=weight, iou=iou)
+                # contests between classes on one box compare raw similarities (plus the colour check):
+                # calibration offsets come from a few background tail cells per class, too noisy to
+                # decide between two flavours of one product; the reported score stays calibrated
+                judged = dataclasses.replace(cands, scores=extra["raw_scores"]) if "raw_scores" in extra else cands
+                rank = rank_by_color(image, judged, labels, bank.extras.get("colors"), weight=weight, iou=iou)
+                rank = judged.scores if rank is None else rank
                 keep, runner_label, runner_score = one_label(cands, labels, iou=iou, rank=rank)
                 extra = {k: v[keep] for k, v in extra.items()}
                 extra.update(runner_up_label=runner_label, runner_up_score=runner_score)
