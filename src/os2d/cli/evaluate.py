@@ -45,7 +45,7 @@ DISTRACTOR_PREFIX = "distractor:"
 
 def evaluate(
     dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset folder, annotation file (.csv/.json), paper dataset name, folder name under --data-root, or a recognition folder (grocery-store, grozi120)."),
-    split: Optional[str] = typer.Option(None, "--split", help="Split to evaluate, e.g. val-new-cl (recognition folders: test [default], val, train, all)."),
+    split: Optional[str] = typer.Option(None, "--split", help="Split to evaluate, e.g. val-new-cl (recognition folders: test (the default), val, train, all)."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Folder holding the datasets (for dataset names)."),
     model: opt.Model = "default", method: opt.Method = "os2d", mode: opt.Mode = "exact", device: opt.Device = "cpu",
     threads: opt.Threads = None, scales: opt.Scales = None,
