@@ -92,12 +92,15 @@ def main() -> None:
                         help="floor of the tail spread q_hi - q_lo in z: a number, or 'median' (the median "
                              "spread of the fitting classes: spreads from a few tail cells are noisy, so no "
                              "class is stretched more than a typical one)")
+    parser.add_argument("--offset-weights", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0],
+                        help="candidate shares of the class's background tail subtracted from its raw score "
+                             "(with one spread for every class); the class-wise standardisation is a candidate too")
     parser.add_argument("--cache", type=Path, help="save (or, when it exists, reuse) the labelled detections here (.npz)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from os2d import Detector
-    from os2d.inference.calibration import BackgroundBank, fit_calibrator
+    from os2d.inference.calibration import BackgroundBank
 
     plain = Detector.load(args.model, scores="raw", pyramid_rule="auto")
     start = time.time()
@@ -113,16 +116,14 @@ def main() -> None:
         raw, stat, ok, spreads = _collect(det, args, start)
         if args.cache is not None:
             np.savez(args.cache, raw=raw.numpy(), stat=stat.numpy(), ok=ok, spreads=spreads)
-    from os2d.inference.calibration import Calibrator
-
     min_spread = float(np.median(spreads)) if args.min_spread == "median" else float(args.min_spread)
     print(f"tail spreads of {len(spreads)} classes: median {np.median(spreads):.4f}, 10-90 % "
           f"{np.quantile(spreads, 0.1):.4f}-{np.quantile(spreads, 0.9):.4f}; min_spread {min_spread:.4f}")
-    z = Calibrator(alpha=1.0, beta=0.0, min_spread=min_spread).standardise(raw, stat).numpy()
-    fitted = fit_calibrator(z, ok, description=f"fitted on {', '.join(args.dataset)}; backgrounds: {len(names)} "
-                                               f"photos of {args.backgrounds.name} at {args.side} px")
-    cal = Calibrator(alpha=fitted.alpha, beta=fitted.beta, min_spread=min_spread, description=fitted.description)
-    print(f"alpha {cal.alpha:.4f} beta {cal.beta:.4f}")
+    cal = _best_standardisation(raw, stat, ok, min_spread=min_spread, weights=args.offset_weights,
+                                description=f"fitted on {', '.join(args.dataset)}; backgrounds: {len(names)} "
+                                            f"photos of {args.backgrounds.name} at {args.side} px")
+    print(f"chosen: offset_weight {cal.offset_weight}, per_class_spread {cal.per_class_spread}; "
+          f"alpha {cal.alpha:.4f} beta {cal.beta:.4f}")
     p = cal(raw, stat).numpy()
     print("calibrated   detections  observed precision")
     for lo in np.arange(0.0, 1.0, 0.1):
@@ -130,10 +131,32 @@ def main() -> None:
         if sel.any():
             print(f"[{lo:.1f}, {lo + 0.1:.1f})  {int(sel.sum()):10d}  {ok[sel].mean():.3f}")
     BackgroundBank(maps=bank.maps, calibrator=cal).save(args.model, model_identity=plain.model_identity)
-    summary = {"alpha": cal.alpha, "beta": cal.beta, "min_spread": min_spread, "detections": int(len(ok)), "correct": int(ok.sum()),
+    summary = {"alpha": cal.alpha, "beta": cal.beta, "min_spread": min_spread, "offset_weight": cal.offset_weight,
+               "per_class_spread": cal.per_class_spread, "detections": int(len(ok)), "correct": int(ok.sum()),
                "backgrounds": names, "side": args.side, "datasets": args.dataset}
     (args.model / "calibration.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(f"wrote {args.model / 'calibration.safetensors'}", file=sys.stderr)
+
+
+def _best_standardisation(raw, stat, ok, *, min_spread: float, weights, description: str):
+    """The calibrator of least log-loss on the fitting data over the candidate standardisations."""
+    from os2d.inference.calibration import Calibrator, fit_calibrator
+
+    candidates = [dict(offset_weight=1.0, per_class_spread=True)]
+    candidates += [dict(offset_weight=float(w), per_class_spread=False) for w in weights]
+    best, best_loss = None, float("inf")
+    print("offset_weight  per-class spread  log-loss")
+    for cand in candidates:
+        z = Calibrator(alpha=1.0, beta=0.0, min_spread=min_spread, **cand).standardise(raw, stat).numpy()
+        fitted = fit_calibrator(z, ok)
+        p = np.clip(1 / (1 + np.exp(-(fitted.alpha * z + fitted.beta))), 1e-9, 1 - 1e-9)
+        loss = float(-np.mean(ok * np.log(p) + (1 - ok) * np.log(1 - p)))
+        print(f"{cand['offset_weight']:13.2f}  {str(cand['per_class_spread']):>16s}  {loss:.5f}")
+        if loss < best_loss:
+            best_loss = loss
+            best = Calibrator(alpha=fitted.alpha, beta=fitted.beta, min_spread=min_spread, description=description,
+                              **cand)
+    return best
 
 
 def _collect(det, args, start: float):

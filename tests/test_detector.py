@@ -242,7 +242,7 @@ def test_default_model_tells_the_demo_flavours_apart():
     from os2d.cli.detect import example_files
 
     scenes, classes = example_files()
-    det = Detector.load("default", score_threshold=0.1)
+    det = Detector.load("default", score_threshold=0.05)
     result = det.detect(scenes[0], det.prepare_classes(classes))
     assert len(result) > 0 and det.settings.one_label and det.settings.scores == "calibrated"
     x1, y1, x2, y2 = result.boxes.T

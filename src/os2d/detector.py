@@ -154,7 +154,7 @@ class Detector:
         stats = _calibration_stats(bank)
         logit = math.log(t / (1 - t)) if 0 < t < 1 else (-math.inf if t <= 0 else math.inf)
         z = (logit - cal.beta) / cal.alpha
-        return stats[:, 1] + z * (stats[:, 1] - stats[:, 0]).clamp(min=cal.min_spread)
+        return cal.raw_for(z, stats)
 
     # ----------------------------------------------------------------- identity
     @property

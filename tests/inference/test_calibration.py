@@ -37,6 +37,26 @@ def test_class_independent_meaning_on_synthetic_score_distributions():
     assert float(cal(torch.tensor([0.75]), s_plain[None])) < float(cal(torch.tensor([0.75]), s_detail[None]))
 
 
+def test_partial_offset_and_global_spread_known_answer_and_inverse():
+    stats = torch.tensor([[0.40, 0.42], [0.30, 0.40]])
+    raw = torch.tensor([0.5, 0.5])
+    # w = 0.25, one spread 0.02 for every class: z = (0.5 - 0.25 * q_hi) / 0.02
+    cal = Calibrator(alpha=1.0, beta=0.0, min_spread=0.02, offset_weight=0.25, per_class_spread=False)
+    torch.testing.assert_close(cal.standardise(raw, stats), torch.tensor([(0.5 - 0.105) / 0.02, (0.5 - 0.1) / 0.02]))
+    # w = 0: a global map, so the ranking across classes is the raw ranking
+    flat = Calibrator(alpha=2.0, beta=-1.0, min_spread=1.0, offset_weight=0.0, per_class_spread=False)
+    p = flat(torch.tensor([0.3, 0.6, 0.45]), stats[[0, 1, 0]])
+    assert torch.equal(torch.argsort(p), torch.tensor([0, 2, 1]))
+    for c in (cal, flat, Calibrator(alpha=1.5, beta=0.2, min_spread=0.01)):  # raw_for inverts standardise
+        back = c.raw_for(3.0, stats)
+        torch.testing.assert_close(c.standardise(back, stats), torch.tensor([3.0, 3.0]))
+
+
+def test_calibrator_refuses_an_offset_weight_outside_0_1():
+    with pytest.raises(Exception, match="offset_weight"):
+        Calibrator(alpha=1.0, beta=0.0, offset_weight=1.5)
+
+
 def test_fit_recovers_a_known_logistic_law():
     rng = np.random.default_rng(1)
     z = rng.normal(0, 2, 20000)

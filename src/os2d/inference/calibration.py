@@ -8,7 +8,9 @@ score to an estimate of the probability that a detection is correct, in two step
    location of a fixed *background bank* (feature maps of photos without objects of interest, shipped
    with the model). The upper tail of that score distribution -- its quantiles ``q_lo`` (99 %) and
    ``q_hi`` (99.9 %) -- says how high the class scores on things that are not it. The class's
-   standardised score is ``z = (raw - q_hi) / max(q_hi - q_lo, min_spread)``.
+   standardised score is ``z = (raw - w * q_hi) / max(q_hi - q_lo, min_spread)`` (``w`` =
+   ``offset_weight``; with ``per_class_spread=False`` the divisor is ``min_spread`` for every class).
+   ``benchmarks/calibrate.py`` chooses ``w`` and the divisor by the log-loss on training classes.
 2. **Globally**: ``p = sigmoid(alpha * z + beta)``, with ``alpha > 0`` and ``beta`` fitted once per
    model by logistic regression on detections of the training classes labelled correct / wrong
    (``benchmarks/calibrate.py``).
@@ -49,15 +51,29 @@ class Calibrator:
     quantiles: Tuple[float, float] = QUANTILES
     min_spread: float = MIN_SPREAD
     description: str = ""
+    #: how much of the class's background tail ``q_hi`` is subtracted (1: all of it; 0: none, a global map)
+    offset_weight: float = 1.0
+    #: divide by each class's tail spread (floored at ``min_spread``) or by ``min_spread`` for every class
+    per_class_spread: bool = True
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.offset_weight) and 0 <= self.offset_weight <= 1 and self.min_spread > 0):
+            raise InvalidInputError(f"calibration needs offset_weight in [0, 1] and min_spread > 0, got "
+                                    f"{self.offset_weight}, {self.min_spread}")
         if not (math.isfinite(self.alpha) and self.alpha > 0 and math.isfinite(self.beta)):
             raise InvalidInputError(f"calibration needs a finite alpha > 0 and a finite beta, got {self.alpha}, {self.beta}")
 
     def standardise(self, raw: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
         """``z`` of raw scores ``Tensor[N]`` with their entries' statistics ``Tensor[N, 2]``."""
         low, high = stats[:, 0], stats[:, 1]
-        return (raw - high) / (high - low).clamp(min=self.min_spread)
+        spread = (high - low).clamp(min=self.min_spread) if self.per_class_spread else self.min_spread
+        return (raw - self.offset_weight * high) / spread
+
+    def raw_for(self, z: float, stats: torch.Tensor) -> torch.Tensor:
+        """The raw score of each entry (statistics ``Tensor[K, 2]``) whose ``z`` is ``z``: ``Tensor[K]``."""
+        low, high = stats[:, 0], stats[:, 1]
+        spread = (high - low).clamp(min=self.min_spread) if self.per_class_spread else self.min_spread
+        return self.offset_weight * high + z * spread
 
     def __call__(self, raw: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
         """Calibrated scores in (0, 1), ``Tensor[N]``."""
