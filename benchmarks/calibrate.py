@@ -149,13 +149,12 @@ def _best_standardisation(raw, stat, ok, *, min_spread: float, weights, descript
     for cand in candidates:
         z = Calibrator(alpha=1.0, beta=0.0, min_spread=min_spread, **cand).standardise(raw, stat).numpy()
         fitted = fit_calibrator(z, ok)
-        p = np.clip(1 / (1 + np.exp(-(fitted.alpha * z + fitted.beta))), 1e-9, 1 - 1e-9)
+        cal = Calibrator(alpha=fitted.alpha, beta=fitted.beta, min_spread=min_spread, description=description, **cand)
+        p = np.clip(cal(raw, stat).numpy().astype(np.float64), 1e-9, 1 - 1e-9)
         loss = float(-np.mean(ok * np.log(p) + (1 - ok) * np.log(1 - p)))
         print(f"{cand['offset_weight']:13.2f}  {str(cand['per_class_spread']):>16s}  {loss:.5f}")
         if loss < best_loss:
-            best_loss = loss
-            best = Calibrator(alpha=fitted.alpha, beta=fitted.beta, min_spread=min_spread, description=description,
-                              **cand)
+            best, best_loss = cal, loss
     return best
 
 

@@ -65,15 +65,15 @@ class Calibrator:
 
     def standardise(self, raw: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
         """``z`` of raw scores ``Tensor[N]`` with their entries' statistics ``Tensor[N, 2]``."""
-        low, high = stats[:, 0], stats[:, 1]
-        spread = (high - low).clamp(min=self.min_spread) if self.per_class_spread else self.min_spread
-        return (raw - self.offset_weight * high) / spread
+        return (raw - self.offset_weight * stats[:, 1]) / self._spread(stats)
+
+    def _spread(self, stats: torch.Tensor):
+        """The divisor of ``z``: each entry's floored tail spread, or ``min_spread`` for every entry."""
+        return (stats[:, 1] - stats[:, 0]).clamp(min=self.min_spread) if self.per_class_spread else self.min_spread
 
     def raw_for(self, z: float, stats: torch.Tensor) -> torch.Tensor:
         """The raw score of each entry (statistics ``Tensor[K, 2]``) whose ``z`` is ``z``: ``Tensor[K]``."""
-        low, high = stats[:, 0], stats[:, 1]
-        spread = (high - low).clamp(min=self.min_spread) if self.per_class_spread else self.min_spread
-        return self.offset_weight * high + z * spread
+        return self.offset_weight * stats[:, 1] + z * self._spread(stats)
 
     def __call__(self, raw: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
         """Calibrated scores in (0, 1), ``Tensor[N]``."""
