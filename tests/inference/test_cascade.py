@@ -9,10 +9,12 @@ import torch
 
 from os2d import Detector
 from os2d.cli.detect import example_files
-from os2d.inference.cascade import cascade_candidates, class_templates, coarse_scores
+from os2d.inference.cascade import (cascade_candidates, class_templates, coarse_scores, pooled_scene, probe_ranking,
+                                    transform_dtype)
 from os2d.ops.features import l2_normalize
 
-NO_CUTS = {"candidates": 100000, "max_windows": 10_000_000, "radius": 0, "candidate_nms": 1.0}
+NO_CUTS = {"candidates": 100000, "max_windows": 10_000_000, "radius": 0, "candidate_nms": 1.0, "precision": "float32"}
+FP32 = {"precision": "float32"}
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +37,7 @@ def test_without_cut_offs_fast_equals_exact(setup):
 def test_last_stage_outputs_are_the_exact_head_outputs(setup):
     """Every fast candidate carries the dense head's score at its level and location."""
     det, scene_path, bank = setup
-    fast = det.with_settings(method="fast", cascade={"candidates": 4, "radius": 1})
+    fast = det.with_settings(method="fast", cascade={"candidates": 4, "radius": 1, **FP32})
     scene = fast.scene(scene_path)
     cands = cascade_candidates(fast, scene, bank)
     assert len(cands) > 0 and set(cands.entries.tolist()) == {0, 1}  # both classes got candidates
@@ -55,8 +57,9 @@ def test_every_class_keeps_its_own_candidates_among_many_others(setup):
     rng = np.random.default_rng(0)
     noise = {f"noise{i}": rng.integers(0, 256, (120, 160, 3), dtype=np.uint8) for i in range(20)}
     _, real = example_files()
-    small = det.with_settings(method="fast").detect(scene, det.prepare_classes(real))
-    big = det.with_settings(method="fast").detect(scene, det.prepare_classes({**noise, **real}))
+    fast = det.with_settings(method="fast", cascade=FP32)
+    small = fast.detect(scene, fast.prepare_classes(real))
+    big = fast.detect(scene, fast.prepare_classes({**noise, **real}))
     for name in real:
         mine = small.scores[[n == name for n in small.names]]
         theirs = big.scores[[n == name for n in big.names]]
@@ -64,11 +67,63 @@ def test_every_class_keeps_its_own_candidates_among_many_others(setup):
 
 
 def test_max_windows_bounds_the_candidates(setup):
+    """Two entries, room for one: both are probed (one location each), only the better one gets its
+    candidates."""
     det, scene_path, bank = setup
-    fast = det.with_settings(method="fast", cascade={"candidates": 50, "max_windows": 2, "radius": 0,
-                                                      "candidate_nms": 1.0})
-    cands = cascade_candidates(fast, fast.scene(scene_path), bank)
-    assert len(cands) == 2  # one candidate per entry: max_windows // K, at least 1
+    fast = det.with_settings(method="fast", nms_iou=1.0, cascade={"candidates": 50, "max_windows": 50, "radius": 0,
+                                                                   "candidate_nms": 1.0, **FP32})
+    scene = fast.scene(scene_path)
+    cands = cascade_candidates(fast, scene, bank)
+    _, order = probe_ranking(fast, scene, bank, fast.settings.cascade, stride=16, anchor=fast.model.head.anchor_size)
+    counts = torch.bincount(cands.entries, minlength=2)
+    assert int(counts[order[1]]) == 1 and 1 < int(counts[order[0]]) <= 50 + 1  # + its probe
+
+
+def test_probe_ranks_entries_by_their_margin_above_the_background_tail(setup):
+    det, scene_path, bank = setup
+    fast = det.with_settings(method="fast", cascade=FP32)
+    scene = fast.scene(scene_path)
+    probed, order = probe_ranking(fast, scene, bank, fast.settings.cascade, stride=16,
+                                  anchor=fast.model.head.anchor_size)
+    assert sorted(probed.entries.tolist()) == [0, 1]  # one probe each (threshold -inf)
+    margin = probed.scores - bank.extras["calibration"][probed.entries, 1]
+    assert order.tolist() == probed.entries[torch.argsort(margin, descending=True)].tolist()
+
+
+def test_real_classes_keep_their_best_detection_in_a_catalog_too_big_for_the_budget(setup):
+    """22 entries, room for 2: the probe puts the real classes first, so their best detections stay."""
+    det, scene, _ = setup
+    rng = np.random.default_rng(1)
+    noise = {f"noise{i}": rng.integers(0, 256, (120, 160, 3), dtype=np.uint8) for i in range(20)}
+    _, real = example_files()
+    fast = det.with_settings(method="fast", cascade=FP32)
+    tight = det.with_settings(method="fast", cascade={"max_windows": 32, **FP32})
+    small = fast.detect(scene, fast.prepare_classes(real))
+    big = tight.detect(scene, tight.prepare_classes({**noise, **real}))
+    for name in real:
+        mine = small.scores[[n == name for n in small.names]]
+        theirs = big.scores[[n == name for n in big.names]]
+        torch.testing.assert_close(theirs[:1], mine[:1], rtol=0, atol=1e-5)
+
+
+def test_bfloat16_transform_stays_close_to_float32(setup):
+    det, scene_path, bank = setup
+    scene = det.scene(scene_path)
+    fm = scene.features(0)
+    centers = torch.tensor([[0, 5, 5], [1, 8, 12], [0, 10, 3]])
+    one = det.model.head.at_locations(fm, bank.features, centers, radius=1)
+    low = det.model.head.at_locations(fm, bank.features, centers, radius=1, transform_dtype=torch.bfloat16)
+    assert low.scores.dtype == torch.float32 and torch.equal(low.index, one.index)
+    torch.testing.assert_close(low.scores, one.scores, rtol=0, atol=0.02)
+    torch.testing.assert_close(low.boxes, one.boxes, rtol=0, atol=8.0)
+
+
+def test_precision_setting_resolves_to_a_dtype():
+    cpu = torch.device("cpu")
+    assert transform_dtype("float32", cpu) == torch.float32
+    assert transform_dtype("bfloat16", cpu) == torch.bfloat16
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    assert transform_dtype("auto", cpu) == (torch.bfloat16 if amx else torch.float32)
 
 
 def test_coarse_score_is_the_mean_cosine_over_the_template_cells():
@@ -80,6 +135,6 @@ def test_coarse_score_is_the_mean_cosine_over_the_template_cells():
     # a scene that is the class feature map itself, at the anchor scale: the coarse score at its centre
     scene = torch.zeros(1, 6, 25, 25)
     scene[0, :, 5:20, 5:20] = feats[0]
-    score = coarse_scores(scene, templates)
+    score = coarse_scores(pooled_scene(scene), templates)
     assert score.shape == (2, 25, 25)
     assert int(score[0].argmax()) == 12 * 25 + 12 and float(score[0, 12, 12]) > 0.99

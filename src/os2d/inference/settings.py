@@ -28,8 +28,16 @@ class CascadeSettings(BaseModel):
 
     Attributes:
         candidates: per class entry, locations given to the exact head (its best coarse scores).
-        max_windows: at most this many candidates per scene in all (fewer per entry for big
-            catalogs; never fewer than one per entry).
+        max_windows: at most this many candidates per scene get the full treatment: with more than
+            ``max_windows // candidates`` entries, each entry's ``probe`` best coarse locations are
+            first scored by the exact head alone, and only the entries with the best of those scores
+            get their ``candidates`` (every entry keeps its probe detections).
+        probe: coarse locations per entry scored by the exact head when the catalog is too big for
+            ``max_windows``.
+        precision: dtype of the windows' correlation and TransformNet: ``"float32"``,
+            ``"bfloat16"``, or ``"auto"`` = bfloat16 where the hardware multiplies it natively (CPUs
+            with AMX tiles, CUDA GPUs with bfloat16), else float32. Scores are always resampled
+            and pooled in float32.
         candidate_nms: IoU of the NMS among one entry's coarse candidates (their anchors).
         radius: the exact head runs at every location within this many cells of a candidate.
         shortlist: only the classes with the best coarse peaks go to the exact head; 0 keeps all.
@@ -38,6 +46,8 @@ class CascadeSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     candidates: int = Field(default=16, ge=1, le=100_000)
     max_windows: int = Field(default=1500, ge=1, le=10_000_000)
+    probe: int = Field(default=1, ge=1, le=100)
+    precision: Literal["auto", "float32", "bfloat16"] = "auto"
     candidate_nms: float = Field(default=0.5, gt=0.0, le=1.0)
     radius: int = Field(default=1, ge=0, le=7)
     shortlist: int = Field(default=0, ge=0, le=100_000)

@@ -57,9 +57,10 @@ def _inside(rows0: torch.Tensor, cols0: torch.Tensor, height: int, width: int, m
 
 
 def run_windows(head, scene_fm: torch.Tensor, class_fm: torch.Tensor, windows: torch.Tensor,
-                size: Tuple[int, int]) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Locations ``Tensor[L, 3]`` (entry, row, col) and their parameters ``Tensor[L, P]`` for windows of
-    ``size = (oh, ow)`` output cells starting at ``windows[:, 1:]`` (``windows[:, 0]``: class entry)."""
+                size: Tuple[int, int], transform_dtype: torch.dtype = torch.float32) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Locations ``Tensor[L, 3]`` (entry, row, col) and their parameters ``Tensor[L, P]`` (the features'
+    dtype) for windows of ``size = (oh, ow)`` output cells starting at ``windows[:, 1:]`` (``windows[:, 0]``:
+    class entry); the correlation and TransformNet run in ``transform_dtype`` (autocast)."""
     oh, ow = size
     _, _, map_h, map_w = scene_fm.shape
     e, r0, c0 = windows[:, 0], windows[:, 1], windows[:, 2]
@@ -72,11 +73,13 @@ def run_windows(head, scene_fm: torch.Tensor, class_fm: torch.Tensor, windows: t
     q = RECEPTIVE_HALF
     crops = _crops(scene_fm, r0 - q, c0 - q, oh + 2 * q, ow + 2 * q)
     # [M, C, oh+2q, ow+2q]
-    corr = torch.einsum("mcs,mcij->msij", class_columns(class_fm)[e], crops)
-    # [M, S, oh+2q, ow+2q]
-    inside = [_inside(r0 - extra, c0 - extra, oh + 2 * extra, ow + 2 * extra, map_h, map_w, corr.dtype)
-              for extra in (4, 2)]
-    params = head.transform_net.forward_windows(corr, inside)
+    low = transform_dtype != scene_fm.dtype
+    with torch.autocast(scene_fm.device.type, dtype=transform_dtype, enabled=low):
+        corr = torch.einsum("mcs,mcij->msij", class_columns(class_fm[e]), crops)
+        # [M, S, oh+2q, ow+2q]
+        inside = [_inside(r0 - extra, c0 - extra, oh + 2 * extra, ow + 2 * extra, map_h, map_w, corr.dtype)
+                  for extra in (4, 2)]
+        params = head.transform_net.forward_windows(corr, inside).to(scene_fm.dtype)
     # [M, P, oh, ow]
     return index.reshape(-1, 3), params.permute(0, 2, 3, 1).reshape(-1, params.shape[1])
 
@@ -94,9 +97,11 @@ def sampled_scores(head, scene_fm: torch.Tensor, class_fm: torch.Tensor, index: 
     # [1, C, L*S', 1]
     sampled = sampled[0, :, :, 0].reshape(scene_fm.shape[1], index.shape[0], -1)
     # [C, L, S']
-    columns = class_columns(class_fm).index_select(2, head.inner_index)
-    # [K, C, S']
-    per_point = torch.einsum("lcs,cls->ls", columns[index[:, 0]], sampled)
+    used, local = index[:, 0].unique(return_inverse=True)
+    columns = class_columns(class_fm[used]).index_select(2, head.inner_index)
+    # [u, C, S']
+    per_point = (columns[local] * sampled.transpose(0, 1)).sum(1)
+    # [L, S']
     return per_point @ head.inner_weights.to(per_point.dtype)
 
 
@@ -122,7 +127,7 @@ def plan(centers: torch.Tensor, radius: int, shape: Tuple[int, int]) -> Tuple[to
 
 @torch.no_grad()
 def head_at_locations(head, scene_fm: torch.Tensor, class_fm: torch.Tensor, centers: torch.Tensor, *,
-                      radius: int = 0):
+                      radius: int = 0, transform_dtype: torch.dtype = torch.float32):
     """See :meth:`os2d.model.head.OS2DHead.at_locations`."""
     from os2d.model.head import LocationOutput, unique_rows
 
@@ -132,9 +137,9 @@ def head_at_locations(head, scene_fm: torch.Tensor, class_fm: torch.Tensor, cent
         return LocationOutput(index=torch.zeros(0, 3, dtype=torch.int64), scores=z(0), boxes=z(0, 4),
                               corners=z(0, 4, 2))
     squares, rects = plan(centers, radius, (map_h, map_w))
-    parts = [run_windows(head, scene_fm, class_fm, squares[i:i + CHUNK], (2 * radius + 1,) * 2)
+    parts = [run_windows(head, scene_fm, class_fm, squares[i:i + CHUNK], (2 * radius + 1,) * 2, transform_dtype)
              for i in range(0, squares.shape[0], CHUNK)]
-    parts += [run_windows(head, scene_fm, class_fm, torch.tensor([[e, r0, c0]]), (r1 - r0, c1 - c0))
+    parts += [run_windows(head, scene_fm, class_fm, torch.tensor([[e, r0, c0]]), (r1 - r0, c1 - c0), transform_dtype)
               for e, r0, c0, r1, c1 in rects]
     index, params = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     keep = (index[:, 1] >= 0) & (index[:, 1] < map_h) & (index[:, 2] >= 0) & (index[:, 2] < map_w)
