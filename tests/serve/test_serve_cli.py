@@ -81,7 +81,7 @@ def test_folder_that_is_not_a_catalog_is_refused(tmp_path):
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_finishes_the_request_in_flight_and_exits_0(tmp_path, sig):
-    slow = ["--model", "untrained", "--scales", "1024,1280", "--threshold", "-1"]
+    slow = ["--model", "untrained", "--scales", "1024,1280,1600,2048,2560", "--threshold", "-1"]
     with ServerProcess(["--catalog", str(tmp_path / "cat"), *slow]) as server:
         client = server.client()
         assert client.post("/classes", data={"name": "a"},
