@@ -25,6 +25,21 @@ def setup():
     return det, scenes[0], det.prepare_classes(classes)
 
 
+def _real_among_noise(det, scene, *, big_cascade: dict, seed: int, top: int) -> None:
+    """The real classes' best ``top`` fast detections among 20 noise classes equal those without them."""
+    rng = np.random.default_rng(seed)
+    noise = {f"noise{i}": rng.integers(0, 256, (120, 160, 3), dtype=np.uint8) for i in range(20)}
+    _, real = example_files()
+    fast = det.with_settings(method="fast", cascade=FP32)
+    big_det = det.with_settings(method="fast", cascade={**big_cascade, **FP32})
+    small = fast.detect(scene, fast.prepare_classes(real))
+    big = big_det.detect(scene, big_det.prepare_classes({**noise, **real}))
+    for name in real:
+        mine = small.scores[[n == name for n in small.names]]
+        theirs = big.scores[[n == name for n in big.names]]
+        torch.testing.assert_close(theirs[:top], mine[:top], rtol=0, atol=1e-5)
+
+
 def test_without_cut_offs_fast_equals_exact(setup):
     det, scene, bank = setup
     exact = det.detect(scene, bank)
@@ -54,16 +69,7 @@ def test_every_class_keeps_its_own_candidates_among_many_others(setup):
     """Classes are not shortlisted against each other: the real classes keep their best detections
     next to 20 noise classes whose (incomparable) coarse scores may be higher."""
     det, scene, _ = setup
-    rng = np.random.default_rng(0)
-    noise = {f"noise{i}": rng.integers(0, 256, (120, 160, 3), dtype=np.uint8) for i in range(20)}
-    _, real = example_files()
-    fast = det.with_settings(method="fast", cascade=FP32)
-    small = fast.detect(scene, fast.prepare_classes(real))
-    big = fast.detect(scene, fast.prepare_classes({**noise, **real}))
-    for name in real:
-        mine = small.scores[[n == name for n in small.names]]
-        theirs = big.scores[[n == name for n in big.names]]
-        torch.testing.assert_close(theirs[:3], mine[:3], rtol=0, atol=1e-5)
+    _real_among_noise(det, scene, big_cascade={}, seed=0, top=3)
 
 
 def test_max_windows_bounds_the_candidates(setup):
@@ -93,17 +99,7 @@ def test_probe_ranks_entries_by_their_margin_above_the_background_tail(setup):
 def test_real_classes_keep_their_best_detection_in_a_catalog_too_big_for_the_budget(setup):
     """22 entries, room for 2: the probe puts the real classes first, so their best detections stay."""
     det, scene, _ = setup
-    rng = np.random.default_rng(1)
-    noise = {f"noise{i}": rng.integers(0, 256, (120, 160, 3), dtype=np.uint8) for i in range(20)}
-    _, real = example_files()
-    fast = det.with_settings(method="fast", cascade=FP32)
-    tight = det.with_settings(method="fast", cascade={"max_windows": 32, **FP32})
-    small = fast.detect(scene, fast.prepare_classes(real))
-    big = tight.detect(scene, tight.prepare_classes({**noise, **real}))
-    for name in real:
-        mine = small.scores[[n == name for n in small.names]]
-        theirs = big.scores[[n == name for n in big.names]]
-        torch.testing.assert_close(theirs[:1], mine[:1], rtol=0, atol=1e-5)
+    _real_among_noise(det, scene, big_cascade={"max_windows": 32}, seed=1, top=1)
 
 
 def test_bfloat16_transform_stays_close_to_float32(setup):

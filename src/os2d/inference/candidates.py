@@ -58,6 +58,12 @@ class Candidates:
         return Candidates(**{f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(Candidates)})
 
 
+def above_threshold(scores: torch.Tensor, entries: torch.Tensor, threshold) -> torch.Tensor:
+    """``Tensor[N]`` bool: scores above ``threshold`` (a number, or ``Tensor[K]`` one per class-bank entry)."""
+    limit = threshold[entries] if isinstance(threshold, torch.Tensor) else threshold
+    return scores.float() > limit
+
+
 def level_candidates(*, scores: torch.Tensor, boxes: torch.Tensor, corners: torch.Tensor, centers: torch.Tensor,
                      entries: torch.Tensor, level: int, level_size: Tuple[int, int], scale: Tuple[float, float],
                      stride: float, anchor_size: float, score_threshold) -> Candidates:
@@ -72,8 +78,7 @@ def level_candidates(*, scores: torch.Tensor, boxes: torch.Tensor, corners: torc
             scores: see :meth:`os2d.detector.Detector.raw_thresholds`); kept: scores above it.
     """
     boxes = clip_boxes(enlarge_to_min_size(boxes.float()), width=level_size[0], height=level_size[1])
-    threshold = score_threshold[entries] if isinstance(score_threshold, torch.Tensor) else score_threshold
-    keep = (scores.float() > threshold) & nonempty(boxes)
+    keep = above_threshold(scores, entries, score_threshold) & nonempty(boxes)
     idx = keep.nonzero().squeeze(1)
     factor = boxes.new_tensor([scale[0], scale[1], scale[0], scale[1]])
     anchors = anchor_boxes(centers[idx].float(), stride=stride, size=anchor_size)

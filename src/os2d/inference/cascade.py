@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from os2d.inference.bank import ClassBank
-from os2d.inference.candidates import Candidates, level_candidates, reduce_per_class
+from os2d.inference.candidates import Candidates, above_threshold, level_candidates, reduce_per_class
 from os2d.inference.scene import Scene
 from os2d.inference.settings import CascadeSettings
 from os2d.ops.boxes import anchor_boxes, nms_per_class
@@ -142,11 +142,10 @@ def transform_dtype(precision: str, device: torch.device) -> torch.dtype:
 
 
 def exact_at(detector, scene: Scene, bank: ClassBank, picks: Dict[str, torch.Tensor], *, radius: int,
-             threshold) -> Candidates:
-    """Stage 3: the exact head at every location within ``radius`` of the ``picks``; candidates scoring
-    above ``threshold`` (a number or ``Tensor[K]`` raw thresholds), no NMS."""
+             threshold, dtype: torch.dtype = torch.float32) -> Candidates:
+    """Stage 3: the exact head (TransformNet in ``dtype``) at every location within ``radius`` of the
+    ``picks``; candidates scoring above ``threshold`` (a number or ``Tensor[K]`` raw thresholds), no NMS."""
     head, stride = detector.model.head, detector.model.backbone.stride
-    dtype = transform_dtype(detector.settings.cascade.precision, detector.device)
     used, local = picks["entry"].unique(return_inverse=True)
     features = bank.entry_features(used)  # read once (catalogs read class files on demand)
     # [u, C, g, g]
@@ -169,15 +168,14 @@ def probe_ranking(detector, scene: Scene, bank: ClassBank, cfg: CascadeSettings,
     ordered by their best margin above their background tail ``q_hi``, or by raw score without
     calibration statistics)."""
     picks = coarse_candidates(scene, bank, cfg, per_entry=cfg.probe, **coarse)
-    probed = exact_at(detector, scene, bank, picks, radius=0, threshold=float("-inf"))
+    probed = exact_at(detector, scene, bank, picks, radius=0, threshold=float("-inf"), dtype=coarse.get("dtype", torch.float32))
     margin = probed.scores
     if "calibration" in bank.extras:
         margin = probed.scores - bank.extras["calibration"][probed.entries, 1]
     best = torch.full((bank.num_entries,), -3.0).scatter_reduce(0, probed.entries, margin, reduce="amax")
     order = torch.argsort(best, descending=True, stable=True)
-    threshold = detector.raw_thresholds(bank)
-    limit = threshold[probed.entries] if isinstance(threshold, torch.Tensor) else threshold
-    return probed.select((probed.scores > limit).nonzero().squeeze(1)), order
+    keep = above_threshold(probed.scores, probed.entries, detector.raw_thresholds(bank))
+    return probed.select(keep.nonzero().squeeze(1)), order
 
 
 @torch.no_grad()
@@ -194,5 +192,6 @@ def cascade_candidates(detector, scene: Scene, bank: ClassBank) -> Candidates:
         entries = torch.sort(order[:full]).values
     picks = coarse_candidates(scene, bank, cfg, per_entry=cfg.candidates, entries=entries, **coarse)
     picks = _shortlisted(bank, picks, cfg.shortlist)
-    parts.append(exact_at(detector, scene, bank, picks, radius=cfg.radius, threshold=detector.raw_thresholds(bank)))
+    parts.append(exact_at(detector, scene, bank, picks, radius=cfg.radius, threshold=detector.raw_thresholds(bank),
+                          dtype=coarse["dtype"]))
     return reduce_per_class(Candidates.cat(parts), bank.entry_labels, settings)
