@@ -25,6 +25,7 @@ Usage::
     python benchmarks/results_report.py --report-only
 
 The JSON beside the markdown is rewritten after every run (an interrupted report keeps what is done).
+Hand-written notes after the generated part (from the first ``## `` heading on) are kept.
 """
 from __future__ import annotations
 
@@ -193,6 +194,12 @@ def markdown(runs: List[dict], meta: dict) -> str:
     return "\n".join(lines)
 
 
+def kept_notes(old: str) -> str:
+    """The hand-written part of an earlier report: from its first ``## `` heading on ("" if none)."""
+    at = old.find("\n## ")
+    return "" if at < 0 else old[at + 1:]
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", type=Path, default=SHARED / "data")
@@ -214,11 +221,13 @@ def main(argv: Optional[List[str]] = None) -> None:
     import os2d
     from os2d.zoo import load_model
 
-    runs = json.loads(out_json.read_text())["runs"] if (args.update or args.report_only) and out_json.exists() else []
+    earlier = json.loads(out_json.read_text()) if (args.update or args.report_only) and out_json.exists() else {}
+    runs = earlier.get("runs", [])
     meta = {"date": datetime.date.today().isoformat(), "os2d_version": os2d.__version__, "torch": torch.__version__,
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "threads": torch.get_num_threads(),
             "default_model": load_model(args.model)[1].description,
-            "previous_model": load_model(args.previous)[1].description if args.previous else None}
+            "previous_model": load_model(args.previous)[1].description if args.previous
+            else earlier.get("meta", {}).get("previous_model")}
     models = {"default": args.model, "previous": args.previous, "untrained": "untrained"}
     todo = [] if args.report_only else [(t, r) for t in args.tasks for r in args.runs
                                         if r != "previous" or args.previous]
@@ -228,7 +237,8 @@ def main(argv: Optional[List[str]] = None) -> None:
              f"P {_pct(entry.get('precision'))} R {_pct(entry.get('recall'))} {entry['seconds_per_image']:.2f} s/img")
         runs = [r for r in runs if (r["task"], r["run"]) != (task, run)] + [entry]
         out_json.write_text(json.dumps(_clean({"meta": meta, "runs": runs}), indent=1, allow_nan=False) + "\n")
-    out_md.write_text(markdown(runs, meta))
+    notes = kept_notes(out_md.read_text()) if out_md.exists() else ""
+    out_md.write_text(markdown(runs, meta) + ("\n" + notes if notes else ""))
     _log(f"wrote {out_md}")
 
 

@@ -234,3 +234,16 @@ def test_cli_train_resume_and_errors(tmp_path, monkeypatch, capsys):
     assert cli("train", "--config", str(config), "--out", str(tmp_path / "x"), "--set", "optim.lrr=1") == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "did you mean 'optim.lr'" in err
+
+
+def test_training_from_the_calibrated_default_validates_and_exports_raw_scores(tmp_path):
+    """The shipped model carries calibration data for its own weights only: a run started from it
+    validates the network (raw scores, no one-label) and exports a model that loads without them."""
+    out = tmp_path / "run"
+    train(tiny_config(**{"model.init": "default", "optim.iterations": 2, "eval.at_end": "true"}), out,
+          progress=False)
+    model, config = load_own_model(out / "best")
+    assert config.scores == "raw"
+    from os2d.detector import Detector
+
+    assert Detector(model, config).settings.scores == "raw"

@@ -127,7 +127,8 @@ def init_model(config: TrainConfig) -> Tuple[OS2DModel, ModelConfig]:
     if conflicts:
         raise InvalidInputError(f"train config: model.init={m.init!r} is a saved model, and "
                                 f"{'; '.join(conflicts)}; remove these settings or use model.init: untrained")
-    return model, model_config
+    # the saved model's calibration describes its old weights: the trained model has none until refitted
+    return model, replace(model_config, scores="raw")
 
 
 def build_optimizer(params, cfg: OptimSection):
@@ -276,7 +277,8 @@ class Trainer:
         e = self.config.eval
         t0 = time.perf_counter()
         settings = dict(score_threshold=e.score_threshold, nms_iou=e.nms_iou, max_detections=e.max_detections,
-                        class_batch=e.class_batch, class_size=self.config.batch.class_size)
+                        class_batch=e.class_batch, class_size=self.config.batch.class_size,
+                        scores="raw", one_label=False)  # the network itself, whatever the model's defaults
         if e.scales:
             settings["scales"] = list(e.scales)
         try:
