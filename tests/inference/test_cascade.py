@@ -49,6 +49,22 @@ def test_without_cut_offs_fast_equals_exact(setup):
     torch.testing.assert_close(fast.boxes, exact.boxes, rtol=0, atol=1e-2)
 
 
+@pytest.mark.parametrize("dense_locations", [10_000_000, 800])
+def test_dense_small_levels_are_exact_mode_there(setup, dense_locations):
+    """Levels of at most ``dense_locations`` cells get the dense head: every level (one candidate
+    elsewhere is then irrelevant), or only the 480 px level (~660 cells) next to uncut windows."""
+    det, scene, bank = setup
+    exact = det.detect(scene, bank)
+    cuts = {"candidates": 1} if dense_locations > 10**6 else NO_CUTS
+    fast = det.with_settings(method="fast", cascade={**cuts, **FP32, "dense_locations": dense_locations})
+    assert sum(fast.scene(scene).features(lv).shape[-2:].numel() <= dense_locations for lv in range(2)) == \
+        (2 if dense_locations > 10**6 else 1)
+    got = fast.detect(scene, bank)
+    assert got.labels.tolist() == exact.labels.tolist()
+    torch.testing.assert_close(got.scores, exact.scores, rtol=0, atol=1e-5)
+    torch.testing.assert_close(got.boxes, exact.boxes, rtol=0, atol=1e-2)
+
+
 def test_last_stage_outputs_are_the_exact_head_outputs(setup):
     """Every fast candidate carries the dense head's score at its level and location."""
     det, scene_path, bank = setup

@@ -19,6 +19,9 @@
    scene features), i.e. the dense head's outputs there. ``cascade.precision`` runs the windows'
    correlation and TransformNet (and the coarse convolution) in bfloat16 where the hardware
    multiplies it natively (``auto``): ~5x faster on CPUs with AMX, scores within ~1e-2.
+   Levels whose map has at most ``cascade.dense_locations`` locations skip stages 1-3 and get the
+   dense exact head (as in exact mode) for every entry, when the catalog is within the budget (no
+   probe): on a small map that costs less than the windows of one candidate and misses nothing.
 
 Below the budget every class gets its own candidates: a class is never dropped because another class
 scores higher somewhere (the coarse scores of different classes are not comparable). With no cut-off
@@ -77,16 +80,16 @@ def _templates(bank: ClassBank, entries: torch.Tensor) -> torch.Tensor:
 
 
 def coarse_candidates(scene: Scene, bank: ClassBank, cfg: CascadeSettings, *, stride: int, anchor: float,
-                      per_entry: int, entries: Optional[torch.Tensor] = None,
+                      per_entry: int, entries: Optional[torch.Tensor] = None, levels: Optional[List[int]] = None,
                       dtype: torch.dtype = torch.float32) -> Dict[str, torch.Tensor]:
     """Stages 1-2: per entry (all, or the given ``entries``), its ``per_entry`` best coarse locations over
-    all levels (coarse scores computed in ``dtype``).
+    all levels (or the given ``levels``; coarse scores computed in ``dtype``).
 
     Returns ``{"entry", "level", "row", "col", "score"}`` tensors of equal length.
     """
     entries = torch.arange(bank.num_entries) if entries is None else entries
     pool: Dict[str, List[torch.Tensor]] = {name: [] for name in ("entry", "level", "row", "col", "score", "box")}
-    for level in range(len(scene)):
+    for level in (range(len(scene)) if levels is None else levels):
         fm = pooled_scene(scene.features(level))
         height, width = fm.shape[-2:]
         top = min(per_entry * 4, height * width)
@@ -102,6 +105,9 @@ def coarse_candidates(scene: Scene, bank: ClassBank, cfg: CascadeSettings, *, st
             pool["level"].append(torch.full((len(chunk) * top,), level, dtype=torch.int64))
             pool["row"].append(rows.reshape(-1)), pool["col"].append(cols.reshape(-1))
             pool["score"].append(values.reshape(-1))
+    if not pool["entry"]:
+        return {name: torch.zeros(0, dtype=torch.float32 if name == "score" else torch.int64)
+                for name in ("entry", "level", "row", "col", "score")}
     cat = {name: torch.cat(parts) for name, parts in pool.items()}
     keep = nms_per_class(cat["box"], cat["score"], cat["entry"], iou=cfg.candidate_nms)
     ranks = _rank_within(cat["entry"][keep])
@@ -190,8 +196,35 @@ def cascade_candidates(detector, scene: Scene, bank: ClassBank) -> Candidates:
         probed, order = probe_ranking(detector, scene, bank, cfg, **coarse)
         parts.append(probed)
         entries = torch.sort(order[:full]).values
-    picks = coarse_candidates(scene, bank, cfg, per_entry=cfg.candidates, entries=entries, **coarse)
+    small = [] if entries is not None else [  # not with the probe: its entries keep the windows' bounded cost
+        lv for lv in range(len(scene)) if _locations(scene, lv) <= cfg.dense_locations]
+    picks = coarse_candidates(scene, bank, cfg, per_entry=cfg.candidates, entries=entries,
+                              levels=[lv for lv in range(len(scene)) if lv not in small], **coarse)
     picks = _shortlisted(bank, picks, cfg.shortlist)
-    parts.append(exact_at(detector, scene, bank, picks, radius=cfg.radius, threshold=detector.raw_thresholds(bank),
-                          dtype=coarse["dtype"]))
+    if small:
+        parts.append(dense_small_levels(detector, scene, bank, small, entries=entries))
+    if len(picks["entry"]):
+        parts.append(exact_at(detector, scene, bank, picks, radius=cfg.radius,
+                              threshold=detector.raw_thresholds(bank), dtype=coarse["dtype"]))
     return reduce_per_class(Candidates.cat(parts), bank.entry_labels, settings)
+
+
+def _locations(scene: Scene, level: int) -> int:
+    height, width = scene.features(level).shape[-2:]
+    return int(height * width)
+
+
+def dense_small_levels(detector, scene: Scene, bank: ClassBank, levels: List[int], *,
+                       entries: Optional[torch.Tensor]) -> Candidates:
+    """The dense exact head (as in exact mode) on the given levels, for ``entries`` (None: all)."""
+    from os2d.inference.exact import dense_level_candidates
+
+    entries = torch.arange(bank.num_entries) if entries is None else entries
+    threshold, stride = detector.raw_thresholds(bank), detector.model.backbone.stride
+    parts = []
+    for start in range(0, entries.numel(), detector.settings.class_batch):
+        chunk = entries[start:start + detector.settings.class_batch]
+        features = bank.entry_features(chunk)
+        parts += [dense_level_candidates(detector.model.head, scene, level, features, chunk, stride=stride,
+                                         score_threshold=threshold) for level in levels]
+    return Candidates.cat(parts)

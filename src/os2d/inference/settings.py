@@ -41,6 +41,10 @@ class CascadeSettings(BaseModel):
         candidate_nms: IoU of the NMS among one entry's coarse candidates (their anchors).
         radius: the exact head runs at every location within this many cells of a candidate.
         shortlist: only the classes with the best coarse peaks go to the exact head; 0 keeps all.
+        dense_locations: levels whose feature map has at most this many locations get the dense
+            exact head for every entry when the catalog is within ``max_windows // candidates``
+            entries (no coarse stage there: on a small map the dense head costs less than the
+            windows and misses nothing); 0 turns it off.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -51,6 +55,7 @@ class CascadeSettings(BaseModel):
     candidate_nms: float = Field(default=0.5, gt=0.0, le=1.0)
     radius: int = Field(default=1, ge=0, le=7)
     shortlist: int = Field(default=0, ge=0, le=100_000)
+    dense_locations: int = Field(default=512, ge=0, le=10_000_000)
 
 
 class DetectSettings(BaseModel):
