@@ -173,8 +173,8 @@ def main() -> None:
     threshold = default_threshold(p, ok, sizes, args.dataset, args.thresholds)
     BackgroundBank(maps=bank.maps, calibrator=cal).save(args.model, model_identity=plain.model_identity)
     _set_threshold(args.model / "config.json", threshold)
-    summary = {"score_threshold": threshold, "alpha": cal.alpha, "beta": cal.beta, "min_spread": min_spread, "offset_weight": cal.offset_weight,
-               "per_class_spread": cal.per_class_spread, "detections": int(len(ok)), "correct": int(ok.sum()),
+    summary = {"score_threshold": threshold, "alpha": cal.alpha, "beta": cal.beta, "min_spread": min_spread,
+               "offset_weight": cal.offset_weight, "per_class_spread": cal.per_class_spread, "detections": int(len(ok)), "correct": int(ok.sum()),
                "backgrounds": names, "side": args.side, "datasets": args.dataset}
     (args.model / "calibration.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(f"wrote {args.model / 'calibration.safetensors'}", file=sys.stderr)
@@ -234,9 +234,14 @@ def default_threshold(p: np.ndarray, ok: np.ndarray, sizes, datasets, thresholds
 
 
 def _set_threshold(config_path: Path, threshold: float) -> None:
-    blob = json.loads(config_path.read_text())
-    blob["model"]["score_threshold"] = threshold
-    config_path.write_text(json.dumps(blob, indent=1) + "\n")
+    """Rewrite the model's ``config.json`` (atomically, through ``ModelConfig``) with ``score_threshold``."""
+    from dataclasses import replace
+
+    from os2d.fileio import atomic_write_text
+    from os2d.model.config import ModelConfig
+
+    config = ModelConfig.from_dict(json.loads(config_path.read_text()), source=str(config_path))
+    atomic_write_text(config_path, json.dumps(replace(config, score_threshold=threshold).to_dict(), indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 from os2d.inference.bank import ClassBank
 from os2d.inference.candidates import Candidates, above_threshold, level_candidates, reduce_per_class
+from os2d.inference.exact import class_chunks, dense_candidates
 from os2d.inference.scene import Scene
 from os2d.inference.settings import CascadeSettings
 from os2d.ops.boxes import anchor_boxes, nms_per_class
@@ -201,30 +202,16 @@ def cascade_candidates(detector, scene: Scene, bank: ClassBank) -> Candidates:
     picks = coarse_candidates(scene, bank, cfg, per_entry=cfg.candidates, entries=entries,
                               levels=[lv for lv in range(len(scene)) if lv not in small], **coarse)
     picks = _shortlisted(bank, picks, cfg.shortlist)
+    threshold = detector.raw_thresholds(bank)
     if small:
-        parts.append(dense_small_levels(detector, scene, bank, small, entries=entries))
+        parts += [dense_candidates(detector, scene, bank, chunk, levels=small, threshold=threshold)
+                  for chunk in class_chunks(bank, settings.class_batch)]
     if len(picks["entry"]):
-        parts.append(exact_at(detector, scene, bank, picks, radius=cfg.radius,
-                              threshold=detector.raw_thresholds(bank), dtype=coarse["dtype"]))
+        parts.append(exact_at(detector, scene, bank, picks, radius=cfg.radius, threshold=threshold,
+                              dtype=coarse["dtype"]))
     return reduce_per_class(Candidates.cat(parts), bank.entry_labels, settings)
 
 
 def _locations(scene: Scene, level: int) -> int:
     height, width = scene.features(level).shape[-2:]
     return int(height * width)
-
-
-def dense_small_levels(detector, scene: Scene, bank: ClassBank, levels: List[int], *,
-                       entries: Optional[torch.Tensor]) -> Candidates:
-    """The dense exact head (as in exact mode) on the given levels, for ``entries`` (None: all)."""
-    from os2d.inference.exact import dense_level_candidates
-
-    entries = torch.arange(bank.num_entries) if entries is None else entries
-    threshold, stride = detector.raw_thresholds(bank), detector.model.backbone.stride
-    parts = []
-    for start in range(0, entries.numel(), detector.settings.class_batch):
-        chunk = entries[start:start + detector.settings.class_batch]
-        features = bank.entry_features(chunk)
-        parts += [dense_level_candidates(detector.model.head, scene, level, features, chunk, stride=stride,
-                                         score_threshold=threshold) for level in levels]
-    return Candidates.cat(parts)

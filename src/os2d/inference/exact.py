@@ -45,15 +45,20 @@ def dense_level_candidates(head: OS2DHead, scene: Scene, level: int, features: t
         anchor_size=head.anchor_size, score_threshold=score_threshold)
 
 
+def dense_candidates(detector, scene: Scene, bank: ClassBank, entries: torch.Tensor, *, levels, threshold,
+                     head: Optional[OS2DHead] = None) -> Candidates:
+    """Candidates of ``entries`` at the given ``levels`` of ``scene``, head at every location (no NMS)."""
+    head = detector.model.head if head is None else head
+    features = bank.entry_features(entries)
+    return Candidates.cat([dense_level_candidates(head, scene, level, features, entries,
+                                                  stride=detector.model.backbone.stride, score_threshold=threshold)
+                           for level in levels])
+
+
 def exact_candidates(detector, scene: Scene, bank: ClassBank, *, head: Optional[OS2DHead] = None) -> Candidates:
     """Every class of ``bank`` at every location and level of ``scene`` (per-class NMS applied)."""
-    head = detector.model.head if head is None else head
-    settings = detector.settings
-    stride = detector.model.backbone.stride
-    reduced, threshold = [], detector.raw_thresholds(bank)
-    for entries in class_chunks(bank, settings.class_batch):
-        features = bank.entry_features(entries)
-        parts = [dense_level_candidates(head, scene, level, features, entries, stride=stride,
-                                        score_threshold=threshold) for level in range(len(scene))]
-        reduced.append(reduce_per_class(Candidates.cat(parts), bank.entry_labels, settings))
-    return Candidates.cat(reduced)
+    settings, threshold = detector.settings, detector.raw_thresholds(bank)
+    return Candidates.cat([
+        reduce_per_class(dense_candidates(detector, scene, bank, entries, levels=range(len(scene)), threshold=threshold,
+                                          head=head), bank.entry_labels, settings)
+        for entries in class_chunks(bank, settings.class_batch)])
