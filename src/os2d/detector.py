@@ -216,9 +216,17 @@ class Detector:
         """The scene's pyramid, with features computed on demand by the inference backbone."""
         pil = load_image(image, what="scene image")
         backbone = self.model.backbone
-        return Scene(pil, self.settings, embed=lambda px: self.model.embed_scene(self._shared.backbone(px)),
+        return Scene(pil, self.settings, embed=self._embed_scene,
                      mean=backbone.pixel_mean, std=backbone.pixel_std, anchor=self.model.head.anchor_size,
                      device=self.device, stride=backbone.stride, on_level=on_level)
+
+    def _embed_scene(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Normalised pixels ``Tensor[1, 3, Hi, Wi]`` -> float32 scene features ``Tensor[1, C, H, W]``,
+        the backbone run in the method's scene dtype (bfloat16 autocast for fast mode where native)."""
+        dtype = self.method.scene_dtype(self) if self.method.scene_dtype is not None else torch.float32
+        with torch.autocast(device_type=self.device.type, dtype=dtype, enabled=dtype != torch.float32):
+            raw = self._shared.backbone(pixels)
+        return self.model.embed_scene(raw.float())
 
     @torch.no_grad()
     def detect(self, image: ImageLike, classes: Union[ClassSpec, ClassBank], *, image_name: Optional[str] = None,

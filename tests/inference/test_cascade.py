@@ -13,8 +13,8 @@ from os2d.inference.cascade import (cascade_candidates, class_templates, coarse_
                                     transform_dtype)
 from os2d.ops.features import l2_normalize
 
-NO_CUTS = {"candidates": 100000, "max_windows": 10_000_000, "radius": 0, "candidate_nms": 1.0, "precision": "float32"}
-FP32 = {"precision": "float32"}
+FP32 = {"precision": "float32", "backbone_precision": "float32"}
+NO_CUTS = {"candidates": 100000, "max_windows": 10_000_000, "radius": 0, "candidate_nms": 1.0, **FP32}
 
 
 @pytest.fixture(scope="module")
@@ -134,8 +134,23 @@ def test_precision_setting_resolves_to_a_dtype():
     cpu = torch.device("cpu")
     assert transform_dtype("float32", cpu) == torch.float32
     assert transform_dtype("bfloat16", cpu) == torch.bfloat16
-    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
-    assert transform_dtype("auto", cpu) == (torch.bfloat16 if amx else torch.float32)
+    native = any(getattr(torch.cpu, name, lambda: False)() for name in ("_is_amx_tile_supported",
+                                                                        "_is_avx512_bf16_supported"))
+    assert transform_dtype("auto", cpu) == (torch.bfloat16 if native else torch.float32)
+
+
+def test_bfloat16_scene_backbone_stays_close_to_float32(setup):
+    """Fast mode's ``backbone_precision``: float32 features close to the float32 backbone's; exact
+    mode always runs the backbone in float32 (same features whatever the setting)."""
+    det, scene_path, _ = setup
+    ref = det.scene(scene_path).features(0)
+    low = det.with_settings(method="fast", cascade={"backbone_precision": "bfloat16"}).scene(scene_path).features(0)
+    assert low.dtype == torch.float32 and low.shape == ref.shape
+    cosine = (low * ref).sum(dim=1)  # both L2-normalised over channels
+    # [1, H, W]
+    assert cosine.min() > 0.97 and cosine.mean() > 0.99
+    same = det.with_settings(cascade={"backbone_precision": "bfloat16"}).scene(scene_path).features(0)
+    assert torch.equal(same, ref)
 
 
 def test_coarse_score_is_the_mean_cosine_over_the_template_cells():

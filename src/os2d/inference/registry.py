@@ -31,6 +31,12 @@ def _fast(detector, scene, bank):
     return cascade_candidates(detector, scene, bank)
 
 
+def _fast_scene_dtype(detector):
+    from os2d.inference.cascade import transform_dtype
+
+    return transform_dtype(detector.settings.cascade.backbone_precision, detector.device)
+
+
 def _square(detector, scene, bank):
     from os2d.inference.baselines import square_candidates
 
@@ -53,12 +59,14 @@ class Method:
         candidates: ``(detector, scene, bank) -> Candidates`` for the methods built on the OS2D model;
             ``None`` for methods that do not use it (``sift``).
         needs_raw_features: class banks must keep the unresampled class feature maps.
+        scene_dtype: ``detector -> torch.dtype`` of the scene backbone; ``None``: float32.
     """
 
     name: str
     description: str
     candidates: Optional[Callable] = None
     needs_raw_features: bool = False
+    scene_dtype: Optional[Callable] = None
 
     @property
     def uses_model(self) -> bool:
@@ -67,7 +75,8 @@ class Method:
 
 METHODS: Mapping[str, Method] = MappingProxyType({m.name: m for m in (
     Method("exact", "OS2D at every location and pyramid level (default)", _exact),
-    Method("fast", "cascade: class shortlist, identity-transform score, exact head at the best candidates", _fast),
+    Method("fast", "cascade: class shortlist, identity-transform score, exact head at the best candidates", _fast,
+           scene_dtype=_fast_scene_dtype),
     Method("sliding-window-square", "baseline: OS2D with the identity transform", _square),
     Method("sliding-window-ar", "baseline: class feature map at its aspect ratio, by convolution", _aspect_ratio,
            needs_raw_features=True),

@@ -36,8 +36,11 @@ class CascadeSettings(BaseModel):
             ``max_windows``.
         precision: dtype of the windows' correlation and TransformNet: ``"float32"``,
             ``"bfloat16"``, or ``"auto"`` = bfloat16 where the hardware multiplies it natively (CPUs
-            with AMX tiles, CUDA GPUs with bfloat16), else float32. Scores are always resampled
+            with AMX tiles or AVX-512 BF16, CUDA GPUs with bfloat16), else float32. Scores are always resampled
             and pooled in float32.
+        backbone_precision: dtype of the scene backbone in fast mode (same choices; ``auto`` =
+            bfloat16 where native): ~2x faster scene features on CPUs with AVX-512 BF16; the features are
+            L2-normalised and used in float32 after it. Class features are always float32.
         candidate_nms: IoU of the NMS among one entry's coarse candidates (their anchors).
         radius: the exact head runs at every location within this many cells of a candidate.
         shortlist: only the classes with the best coarse peaks go to the exact head; 0 keeps all.
@@ -52,6 +55,7 @@ class CascadeSettings(BaseModel):
     max_windows: int = Field(default=1500, ge=1, le=10_000_000)
     probe: int = Field(default=1, ge=1, le=100)
     precision: Literal["auto", "float32", "bfloat16"] = "auto"
+    backbone_precision: Literal["auto", "float32", "bfloat16"] = "auto"
     candidate_nms: float = Field(default=0.5, gt=0.0, le=1.0)
     radius: int = Field(default=1, ge=0, le=7)
     shortlist: int = Field(default=0, ge=0, le=100_000)
