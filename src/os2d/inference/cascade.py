@@ -140,7 +140,8 @@ def _shortlisted(bank: ClassBank, picks: Dict[str, torch.Tensor], shortlist: int
 
 
 def transform_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """The dtype of the windows' TransformNet for ``CascadeSettings.precision`` on ``device``."""
+    """The dtype for a ``CascadeSettings`` precision (``precision``: the windows' TransformNet;
+    ``backbone_precision``: the scene backbone) on ``device``."""
     if precision == "auto":
         if device.type == "cuda":
             native = torch.cuda.is_bf16_supported()
