@@ -25,7 +25,7 @@ from os2d.data.images import ImageLike, load_image
 from os2d.errors import InvalidInputError
 from os2d.inference.bank import BankKey, ClassBank
 from os2d.inference.calibration import CALIBRATION_FILE, BackgroundBank, Calibrator, background_stats
-from os2d.inference.candidates import finalize
+from os2d.inference.candidates import above_threshold, finalize
 from os2d.inference.one_label import one_label, rank_by_color
 from os2d.inference.prepare import ClassSpec, bank_from_tensors, load_class_images
 from os2d.inference.registry import Method, get_method
@@ -58,6 +58,12 @@ def _calibration_stats(bank: ClassBank) -> torch.Tensor:
         raise InvalidInputError("these class features were prepared without calibration statistics (an older "
                                 "catalog or bank); rebuild them, or use raw scores (--scores raw)")
     return bank.extras["calibration"]
+
+def _above(keep: torch.Tensor, runner_label: torch.Tensor, runner_score: torch.Tensor, cands, threshold) -> tuple:
+    """The winners of the one-label contests (``keep`` into ``cands``) that score above ``threshold``."""
+    ok = above_threshold(cands.scores[keep], cands.entries[keep], threshold)
+    return keep[ok], runner_label[ok], runner_score[ok]
+
 
 #: Settings taken from the model config when not given.
 CONFIG_SETTINGS = ("base_size", "pyramid", "class_size", "nms_iou", "score_threshold", "max_detections",
@@ -155,6 +161,22 @@ class Detector:
         logit = math.log(t / (1 - t)) if 0 < t < 1 else (-math.inf if t <= 0 else math.inf)
         z = (logit - cal.beta) / cal.alpha
         return cal.raw_for(z, stats)
+
+    def candidate_thresholds(self, bank: ClassBank):
+        """The raw threshold the methods keep candidates above: :meth:`raw_thresholds`, lowered with one
+        label per object so that every rival that could win a contest against a detection above the
+        threshold takes part in it.
+
+        A contest ranks raw score + ``color_weight`` x colour similarity (in [0, 1]), so a rival can beat
+        a box above the lowest per-entry threshold ``t`` only if its raw score exceeds ``t - color_weight``:
+        that is the floor, for every entry. The reporting threshold is applied after the contests
+        (:meth:`_post_steps`), so what a facing is labelled does not depend on the threshold shown."""
+        t = self.raw_thresholds(bank)
+        if not self.settings.one_label:
+            return t
+        weight = self.settings.color_weight if "colors" in bank.extras else 0.0
+        low = float(t.min()) if isinstance(t, torch.Tensor) and t.numel() else float(t)
+        return low - weight if math.isfinite(low) else low
 
     # ----------------------------------------------------------------- identity
     @property
@@ -269,6 +291,7 @@ class Detector:
             iou = self.settings.one_label_iou
 
             weight = self.settings.color_weight if "colors" in bank.extras else 0.0
+            threshold = self.raw_thresholds(bank)  # the contests ran down to candidate_thresholds
 
             def single(cands, labels, extra):
                 # contests between classes on one box compare raw similarities (plus the colour check):
@@ -278,6 +301,7 @@ class Detector:
                 rank = rank_by_color(image, judged, labels, bank.extras.get("colors"), weight=weight, iou=iou)
                 rank = judged.scores if rank is None else rank
                 keep, runner_label, runner_score = one_label(cands, labels, iou=iou, rank=rank)
+                keep, runner_label, runner_score = _above(keep, runner_label, runner_score, judged, threshold)
                 extra = {k: v[keep] for k, v in extra.items()}
                 extra.update(runner_up_label=runner_label, runner_up_score=runner_score)
                 return cands.select(keep), labels[keep], extra

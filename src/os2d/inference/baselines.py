@@ -39,5 +39,5 @@ def aspect_ratio_candidates(detector, scene: Scene, bank: ClassBank) -> Candidat
             scores=scores.reshape(-1), boxes=boxes.reshape(-1, 4), corners=corners.reshape(-1, 4, 2), centers=centers,
             entries=torch.arange(k).repeat_interleave(height * width), level=level,
             level_size=scene.levels[level].size, scale=scene.levels[level].scale, stride=stride,
-            anchor_size=detector.model.head.anchor_size, score_threshold=detector.raw_thresholds(bank)))
+            anchor_size=detector.model.head.anchor_size, score_threshold=detector.candidate_thresholds(bank)))
     return reduce_per_class(Candidates.cat(parts), bank.entry_labels, settings)

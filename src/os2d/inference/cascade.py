@@ -190,7 +190,7 @@ def probe_ranking(detector, scene: Scene, bank: ClassBank, cfg: CascadeSettings,
         margin = probed.scores - bank.extras["calibration"][probed.entries, 1]
     best = torch.full((bank.num_entries,), -3.0).scatter_reduce(0, probed.entries, margin, reduce="amax")
     order = torch.argsort(best, descending=True, stable=True)
-    keep = above_threshold(probed.scores, probed.entries, detector.raw_thresholds(bank))
+    keep = above_threshold(probed.scores, probed.entries, detector.candidate_thresholds(bank))
     return probed.select(keep.nonzero().squeeze(1)), order
 
 
@@ -211,7 +211,7 @@ def cascade_candidates(detector, scene: Scene, bank: ClassBank) -> Candidates:
     picks = coarse_candidates(scene, bank, cfg, per_entry=cfg.candidates, entries=entries,
                               levels=[lv for lv in range(len(scene)) if lv not in small], **coarse)
     picks = _shortlisted(bank, picks, cfg.shortlist)
-    threshold = detector.raw_thresholds(bank)
+    threshold = detector.candidate_thresholds(bank)
     if small:
         parts += [dense_candidates(detector, scene, bank, chunk, levels=small, threshold=threshold)
                   for chunk in class_chunks(bank, settings.class_batch)]

@@ -57,7 +57,7 @@ def dense_candidates(detector, scene: Scene, bank: ClassBank, entries: torch.Ten
 
 def exact_candidates(detector, scene: Scene, bank: ClassBank, *, head: Optional[OS2DHead] = None) -> Candidates:
     """Every class of ``bank`` at every location and level of ``scene`` (per-class NMS applied)."""
-    settings, threshold = detector.settings, detector.raw_thresholds(bank)
+    settings, threshold = detector.settings, detector.candidate_thresholds(bank)
     return Candidates.cat([
         reduce_per_class(dense_candidates(detector, scene, bank, entries, levels=range(len(scene)), threshold=threshold,
                                           head=head), bank.entry_labels, settings)
