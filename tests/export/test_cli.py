@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 
-from export_helpers import run_os2d
+from export_helpers import EXAMPLE, run_os2d
 
 EXPORT_FILES = ["class_features.onnx", "export.json", "head.onnx", "scene_features.onnx"]
 
@@ -31,6 +31,21 @@ def test_export_writes_the_graphs_and_the_manifest(default_export):
     assert manifest["format"] == "os2d-onnx-export" and manifest["opset"] == 18
     assert manifest["model_identity"] in default_export.result.stdout
     assert {g["file"] for g in manifest["graphs"].values()} == set(EXPORT_FILES) - {"export.json"}
+
+
+
+def test_manifest_gives_the_default_threshold_in_the_graphs_raw_units(default_export):
+    from os2d import Detector
+
+    manifest = json.loads((default_export.out / "export.json").read_text())
+    detector = Detector.load("default")
+    assert manifest["model"]["scores"] == "calibrated" and manifest["model"]["score_threshold"] == 0.35
+    # the default model's calibration is one global map: its raw threshold is the same for every class
+    bank = detector.prepare_classes({"a": EXAMPLE / "class_image_0.jpg", "b": EXAMPLE / "class_image_1.jpg"})
+    raw = detector.raw_thresholds(bank)
+    assert raw.shape == (2,) and float(raw.max() - raw.min()) < 1e-6
+    assert abs(manifest["raw_score_threshold"] - float(raw[0])) < 1e-5
+    assert 0.3 < manifest["raw_score_threshold"] < 1.0
 
 
 def test_unknown_format_refused(tmp_path):

@@ -52,6 +52,18 @@ def test_partial_offset_and_global_spread_known_answer_and_inverse():
         torch.testing.assert_close(c.standardise(back, stats), torch.tensor([3.0, 3.0]))
 
 
+def test_global_raw_threshold_inverts_a_global_map_and_is_none_when_class_wise():
+    flat = Calibrator(alpha=2.0, beta=-1.0, min_spread=0.05, offset_weight=0.0, per_class_spread=False)
+    raw = flat.global_raw_threshold(0.3)
+    # z = (logit(0.3) + 1) / 2, raw = z * 0.05; and the map sends it back to 0.3 for any class statistics
+    assert raw == pytest.approx((np.log(0.3 / 0.7) + 1.0) / 2.0 * 0.05)
+    stats = torch.tensor([[0.1, 0.2], [0.5, 0.9]])
+    torch.testing.assert_close(flat(torch.tensor([raw, raw]), stats), torch.tensor([0.3, 0.3]))
+    assert flat.global_raw_threshold(0.0) == -np.inf and flat.global_raw_threshold(1.0) == np.inf
+    assert Calibrator(alpha=1.0, beta=0.0, offset_weight=0.25, per_class_spread=False).global_raw_threshold(0.3) is None
+    assert Calibrator(alpha=1.0, beta=0.0, offset_weight=0.0).global_raw_threshold(0.3) is None
+
+
 def test_calibrator_refuses_an_offset_weight_outside_0_1():
     with pytest.raises(Exception, match="offset_weight"):
         Calibrator(alpha=1.0, beta=0.0, offset_weight=1.5)

@@ -5,13 +5,14 @@ import json
 import logging
 import shutil
 from pathlib import Path
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 from os2d.errors import InvalidInputError, InvalidTypeError
 from os2d.export.manifest import MANIFEST_FILE, ExportManifest, build_manifest, graph_spec
 from os2d.export.onnx_export import CLASS_FILE, HEAD_FILE, OPSET, SCENE_FILE, graph_io, onnx_graphs
 from os2d.export.output import check_output_folder, new_staging, publish, remove_stale_staging
 from os2d.export.verify import require_packages, verify_graphs
+from os2d.inference.calibration import BackgroundBank, Calibrator
 from os2d.model.config import ModelConfig
 from os2d.model.identity import model_identity
 from os2d.model.os2d import OS2DModel
@@ -40,6 +41,7 @@ def export_model(model: Union[str, Path] = "default", out: Union[str, Path, None
 
     The format and ``out`` are checked before the model is loaded; see :func:`export_onnx`.
     """
+    from os2d.detector import model_folder
     from os2d.zoo import load_model
 
     check_format(fmt)
@@ -49,12 +51,18 @@ def export_model(model: Union[str, Path] = "default", out: Union[str, Path, None
     out = Path(out).expanduser()
     check_output_folder(out, files=ONNX_FILES, overwrite=overwrite)
     network, config = load_model(model)
-    return export_onnx(network, config, out, overwrite=overwrite)
+    folder = model_folder(model)
+    background = BackgroundBank.load(folder) if folder is not None else None
+    return export_onnx(network, config, out, overwrite=overwrite,
+                       calibrator=None if background is None else background.calibrator)
 
 
 def export_onnx(model: OS2DModel, config: ModelConfig, out: Union[str, Path], *, overwrite: bool = False,
-                opset: int = OPSET) -> ExportManifest:
+                opset: int = OPSET, calibrator: Optional[Calibrator] = None) -> ExportManifest:
     """Write ``out/{scene_features,class_features,head}.onnx`` and ``out/export.json``.
+
+    ``calibrator`` (the model's score calibration, if any) gives the manifest the default threshold
+    in the graphs' raw units (``raw_score_threshold``).
 
     ``out`` must be new or empty unless ``overwrite`` (then only the export's own files are
     replaced). Everything is written into a staging folder first, checked against PyTorch with
@@ -70,12 +78,13 @@ def export_onnx(model: OS2DModel, config: ModelConfig, out: Union[str, Path], *,
     remove_stale_staging(out)
     was_training = model.training
     try:
-        return _export_eval(model.eval(), config, out, opset=opset)
+        return _export_eval(model.eval(), config, out, opset=opset, calibrator=calibrator)
     finally:
         model.train(was_training)
 
 
-def _export_eval(model: OS2DModel, config: ModelConfig, out: Path, *, opset: int) -> ExportManifest:
+def _export_eval(model: OS2DModel, config: ModelConfig, out: Path, *, opset: int,
+                 calibrator: Optional[Calibrator]) -> ExportManifest:
     import onnx
 
     identity = model_identity(model, config)
@@ -87,7 +96,7 @@ def _export_eval(model: OS2DModel, config: ModelConfig, out: Path, *, opset: int
             onnx.save_model(proto, str(staging / name))
         verify_graphs(model, staging)
         specs = [graph_spec(staging, name, io[name]) for name in graphs]
-        manifest = build_manifest(model, config, identity=identity, graphs=specs, opset=opset)
+        manifest = build_manifest(model, config, identity=identity, graphs=specs, opset=opset, calibrator=calibrator)
         text = json.dumps(manifest.model_dump(mode="json"), indent=1)
         (staging / MANIFEST_FILE).write_text(text + "\n", encoding="utf-8")
         publish(staging, out, last=MANIFEST_FILE)

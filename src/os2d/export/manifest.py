@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Dict, List, Literal, Tuple, Union
+from typing import Dict, List, Literal, Optional, Tuple, Union
 
 from pydantic import BaseModel, ConfigDict
 
 from os2d.data.preprocess import MIN_CLASS_IMAGE_SIDE
 from os2d.export.onnx_export import MAX_IMAGE_SIDE, GraphIO
+from os2d.inference.calibration import Calibrator
 from os2d.inference.pyramid import MIN_LEVEL_SIDE
 from os2d.model.config import ModelConfig
 from os2d.model.os2d import OS2DModel
@@ -96,6 +97,9 @@ class ExportManifest(_Frozen):
     geometry: Geometry
     pyramid_scales: Tuple[float, ...]
     graphs: Dict[str, GraphSpec]
+    #: the model's default threshold in the units of the head's (raw) scores; ``None`` when, with
+    #: class-wise calibration, it depends on the class
+    raw_score_threshold: Optional[float] = None
 
 
 def sha256_file(path: Path) -> str:
@@ -114,9 +118,18 @@ def graph_spec(folder: Path, file: str, io: GraphIO) -> GraphSpec:
     return GraphSpec(file=file, sha256=sha256_file(folder / file), inputs=specs(io.inputs), outputs=specs(io.outputs))
 
 
+def raw_score_threshold(config: ModelConfig, calibrator: Optional[Calibrator]) -> Optional[float]:
+    """``config.score_threshold`` in raw units: itself for raw scores, the class-independent raw equivalent
+    for calibrated scores with a global map, else ``None``."""
+    if config.scores == "raw" or calibrator is None:
+        return config.score_threshold
+    return calibrator.global_raw_threshold(config.score_threshold)
+
+
 def build_manifest(model: OS2DModel, config: ModelConfig, *, identity: str, graphs: List[GraphSpec],
-                   opset: int) -> ExportManifest:
-    """The manifest of an export of ``model`` (whose :func:`~os2d.model.identity.model_identity` is ``identity``)."""
+                   opset: int, calibrator: Optional[Calibrator] = None) -> ExportManifest:
+    """The manifest of an export of ``model`` (whose :func:`~os2d.model.identity.model_identity` is ``identity``;
+    ``calibrator``: its score calibration, if any)."""
     import torch
 
     from os2d import __version__
@@ -132,4 +145,4 @@ def build_manifest(model: OS2DModel, config: ModelConfig, *, identity: str, grap
         os2d_version=__version__, torch_version=torch.__version__, opset=opset, model_identity=identity,
         model=config.to_dict()["model"], preprocessing=preprocessing, geometry=geometry,
         pyramid_scales=tuple(round(f * config.base_size, 3) for f in config.pyramid),
-        graphs={Path(g.file).stem: g for g in graphs})
+        graphs={Path(g.file).stem: g for g in graphs}, raw_score_threshold=raw_score_threshold(config, calibrator))
