@@ -1,19 +1,21 @@
 """Synthetic training scenes: class images pasted on backgrounds, written in the OS2D CSV layout."""
 from os2d.synth.compose import (
     BackgroundPool,
-    ClassImage,
-    ClassSource,
-    ObjectPatch,
     Scene,
     SceneObject,
     compose_scene,
+    scene_rng,
+)
+from os2d.synth.config import LAYOUTS, MASK_MODES, ShelfConfig, SynthConfig
+from os2d.synth.objects import (
+    ClassImage,
+    ClassSource,
+    ObjectPatch,
     foreground_mask,
     load_class_image,
     pick_appearance,
-    scene_rng,
     transform_object,
 )
-from os2d.synth.config import LAYOUTS, MASK_MODES, ShelfConfig, SynthConfig
 from os2d.synth.shelf import compose_shelf_scene
 from os2d.synth.sources import load_appearance, read_class_table, sources_from_images
 from os2d.synth.writer import (

@@ -8,7 +8,7 @@ from typing import Any, Dict, Tuple, Union
 
 from os2d.errors import InvalidInputError
 
-#: How a class image's foreground mask is found (see :func:`os2d.synth.compose.foreground_mask`).
+#: How a class image's foreground mask is found (see :func:`os2d.synth.objects.foreground_mask`).
 MASK_MODES = ("auto", "none", "white")
 #: Scene layouts: objects scattered at random, or products in rows on shelves (os2d.synth.shelf).
 LAYOUTS = ("random", "shelf")

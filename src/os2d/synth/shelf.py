@@ -36,18 +36,15 @@ import numpy as np
 from os2d.errors import InvalidInputError
 from os2d.synth.compose import (
     BackgroundPool,
-    ClassSource,
-    ObjectPatch,
     Scene,
     SceneObject,
     _Canvas,
     _occluder_fill,
     _occluder_shape,
-    pick_appearance,
     scene_rng,
-    transform_object,
 )
 from os2d.synth.config import ShelfConfig, SynthConfig
+from os2d.synth.objects import ClassSource, ObjectPatch, pick_appearance, transform_object
 
 _OCCLUDER_ATTEMPTS = 4
 _TAG_COLOURS = ((250, 250, 245), (250, 225, 60), (255, 240, 120))

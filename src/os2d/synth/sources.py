@@ -28,8 +28,8 @@ from PIL import Image
 
 from os2d.data.images import load_image
 from os2d.errors import InputNotFoundError, InvalidInputError
-from os2d.synth.compose import ClassImage, ClassSource, foreground_mask, pick_appearance  # noqa: F401 (re-exported)
 from os2d.synth.config import MASK_MODES
+from os2d.synth.objects import ClassImage, ClassSource, foreground_mask, pick_appearance  # noqa: F401 (re-exported)
 
 TABLE_COLUMNS = ("name", "class_image", "paste_image", "group", "mask")
 _ALPHA_ON = 128

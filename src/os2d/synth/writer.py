@@ -26,15 +26,9 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
 from os2d.data.images import read_image_header
 from os2d.errors import InputNotFoundError, InvalidInputError
 from os2d.fileio import atomic_write_text
-from os2d.synth.compose import (
-    BackgroundPool,
-    ClassImage,
-    ClassSource,
-    Scene,
-    compose_scene,
-    load_class_image,
-)
+from os2d.synth.compose import BackgroundPool, Scene, compose_scene
 from os2d.synth.config import SynthConfig
+from os2d.synth.objects import ClassImage, ClassSource, load_class_image
 from os2d.synth.shelf import compose_shelf_scene
 from os2d.synth.sources import read_class_table, sources_from_images
 from os2d.synth.output import (
