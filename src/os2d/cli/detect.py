@@ -82,7 +82,9 @@ def detect(
         raise InvalidInputError(opt.flag_message(err)) from None
     lines = _run(job, runner, bank, images, plan, writer, workers=workers, ray_address=ray)
     _write_outputs(plan, lines, list(bank.names), images)
-    _report(lines)
+    settings = runner.describe().get("settings") or {}
+    threshold = settings.get("score_threshold")  # a number, or a string such as "-inf" (method descriptions)
+    _report(lines, threshold=None if threshold is None else float(threshold), scores=settings.get("scores"))
     failed = [line for line in lines if "error" in line]
     if failed:
         raise InvalidInputError(f"{len(failed)} of {len(lines)} scene images could not be read (the first: "
@@ -260,8 +262,19 @@ def _records(lines: List[dict], images: List[Path]) -> List[dict]:
     return [{"image": _name(line["image"], images), **det} for line in lines for det in line["detections"]]
 
 
-def _report(lines: List[dict]) -> None:
+def _report(lines: List[dict], *, threshold: Optional[float] = None, scores: Optional[str] = None) -> None:
+    """The tables (a summary line for big runs), and a hint when nothing scored above the threshold."""
     console = Console()
+    _report_scenes(console, lines)
+    done = [line for line in lines if "error" not in line]
+    found = sum(len(line.get("detections", [])) or line.get("count", 0) for line in done)
+    if done and not found and threshold is not None and threshold > float("-inf"):
+        kind = {"calibrated": " (calibrated scores: estimated probabilities)", "raw": " (raw scores)"}.get(scores, "")
+        console.print(f"No detection scored above the threshold {threshold:g}{kind}; weaker matches are "
+                      f"hidden. Lower it with --threshold to see them (docs/scores.md).")
+
+
+def _report_scenes(console: Console, lines: List[dict]) -> None:
     if len(lines) > TABLE_SCENES:
         done = [line for line in lines if "error" not in line]
         count = sum(len(line.get("detections", [])) or line.get("count", 0) for line in done)
