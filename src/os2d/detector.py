@@ -59,6 +59,7 @@ def _calibration_stats(bank: ClassBank) -> torch.Tensor:
                                 "catalog or bank); rebuild them, or use raw scores (--scores raw)")
     return bank.extras["calibration"]
 
+
 def _above(keep: torch.Tensor, runner_label: torch.Tensor, runner_score: torch.Tensor, cands, threshold) -> tuple:
     """The winners of the one-label contests (``keep`` into ``cands``) that score above ``threshold``."""
     ok = above_threshold(cands.scores[keep], cands.entries[keep], threshold)

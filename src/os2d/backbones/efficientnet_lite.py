@@ -227,8 +227,6 @@ class EfficientNetLite(Backbone):
         return self.fc(self.dropout(x))
 
 
-
-
 def efficientnet_lite_out_channels(variant: str) -> int:
     """Channels of the stride-16 feature map of ``variant`` (112, 112, 120 for Lite0/1/2)."""
     return stage_layout(variant)[4][1]
