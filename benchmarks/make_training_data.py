@@ -23,8 +23,12 @@ Each set is an OS2D-CSV dataset folder ``OUT/<set>/`` written by :func:`os2d.syn
   TRAIN classes of :func:`os2d.eval.grocery.grozi_class_split` (pasted: the class's in-store crops
   ``photos/<cls>/*.jpg`` as rectangles, one per facing group; class image: ``iconic/<cls>.jpg``;
   class ``grozi-<cls>``). The 50 GroZi-120 CHECK classes are never used.
+* ``synth-inhand`` -- a product held up to the camera: ``--inhand-scenes`` (400) photos of 348 px,
+  each with one of the 50 fruit/vegetable or 83 snack packshots covering 45-85 % of its side, strong
+  colour, shading, blur, noise, occlusion and JPEG jitter (seed ``--seed`` + 12); stage 3 of the
+  default model used it without ``similar_classes.json`` (``--no-similar``).
 
-Every set gets ``classes/similar_classes.json`` (:mod:`os2d.train.similar_classes`): for each class
+Every set gets (unless ``--no-similar``) ``classes/similar_classes.json`` (:mod:`os2d.train.similar_classes`): for each class
 the 5 most similar others -- same brand first, then nearest by a global descriptor (mean-pooled
 stride-32 features of the ImageNet EfficientNet-Lite0 on the class image, cosine) -- used as hard
 negatives in the class batch.
@@ -163,6 +167,21 @@ def build_shelf(data: Path, out: Path, args) -> object:
     return generate_dataset([], [data / "backgrounds"], out, config, class_table=table, overwrite=args.overwrite)
 
 
+def build_inhand(data: Path, out: Path, args) -> object:
+    """Products held up to the camera: one packshot per small photo, large, with strong photometric jitter."""
+    from os2d.synth import SynthConfig, generate_dataset
+
+    snacks = read_snacks(data / "snacks-packshots")
+    staged = stage_copies({s.name: s.packshot for s in snacks}, args.out / "staging" / "snacks-packshots")
+    config = SynthConfig(num_scenes=args.inhand_scenes, seed=args.seed + 12, scene_size=348, min_objects=1,
+                         max_objects=1, object_size=(0.45, 0.85), max_truncation=0.3, rotation_max_deg=20.0,
+                         perspective=0.2, brightness=0.4, contrast=0.4, saturation=0.4, color_gain=0.2,
+                         shading=0.5, blur_prob=0.5, noise_prob=0.5, occlusion_prob=0.5, jpeg_quality=(40, 85),
+                         name="synth-inhand")
+    return generate_dataset(allowed_fruit_veg(data / "grocery-store") + staged, [data / "backgrounds"], out,
+                            config, overwrite=args.overwrite)
+
+
 def class_descriptors(paths: List[Path]) -> "object":
     """``[N, 320]`` mean-pooled stride-32 ImageNet EfficientNet-Lite0 features of class images."""
     import numpy as np
@@ -218,6 +237,7 @@ BUILDERS: Dict[str, Callable] = {
     "synth-fruit-veg": build_fruit_veg,
     "synth-snacks-random": build_snacks_random,
     "synth-shelf": build_shelf,
+    "synth-inhand": build_inhand,
 }
 
 
@@ -228,10 +248,12 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(BUILDERS), help=f"comma-separated sets of {list(BUILDERS)}")
     parser.add_argument("--num-scenes", type=int, default=1000, help="scenes per random-layout set")
     parser.add_argument("--shelf-scenes", type=int, default=1500, help="scenes of synth-shelf")
+    parser.add_argument("--inhand-scenes", type=int, default=400, help="scenes of synth-inhand")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scene-size", type=int, default=800)
     parser.add_argument("--data", type=Path, default=SHARED / "data", help="the shared data folder")
     parser.add_argument("--overwrite", action="store_true", help="replace a previous output of this script")
+    parser.add_argument("--no-similar", action="store_true", help="do not write classes/similar_classes.json")
     parser.add_argument("--similar-only", action="store_true",
                         help="only (re)write classes/similar_classes.json of existing sets")
     args = parser.parse_args()
@@ -247,7 +269,8 @@ def main() -> None:
             print(f"{name}: {summary.num_scenes} scenes, {summary.num_boxes} boxes ({summary.num_difficult} "
                   f"difficult), {summary.num_classes} classes -> {summary.out}")
         check_no_evaluation_classes(args.out / name, args.data)
-        write_similar(args.out / name, snack_groups(args.data))
+        if not args.no_similar:
+            write_similar(args.out / name, snack_groups(args.data))
 
 
 if __name__ == "__main__":
