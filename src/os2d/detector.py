@@ -159,9 +159,7 @@ class Detector:
             return t
         cal = self.calibrator
         stats = _calibration_stats(bank)
-        logit = math.log(t / (1 - t)) if 0 < t < 1 else (-math.inf if t <= 0 else math.inf)
-        z = (logit - cal.beta) / cal.alpha
-        return cal.raw_for(z, stats)
+        return cal.raw_for(cal.z_for(t), stats)
 
     def candidate_thresholds(self, bank: ClassBank):
         """The raw threshold the methods keep candidates above: :meth:`raw_thresholds`, lowered with one

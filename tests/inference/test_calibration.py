@@ -60,6 +60,7 @@ def test_global_raw_threshold_inverts_a_global_map_and_is_none_when_class_wise()
     stats = torch.tensor([[0.1, 0.2], [0.5, 0.9]])
     torch.testing.assert_close(flat(torch.tensor([raw, raw]), stats), torch.tensor([0.3, 0.3]))
     assert flat.global_raw_threshold(0.0) == -np.inf and flat.global_raw_threshold(1.0) == np.inf
+    assert 1 / (1 + np.exp(-(2.0 * flat.z_for(0.3) - 1.0))) == pytest.approx(0.3)  # z_for inverts the map
     assert Calibrator(alpha=1.0, beta=0.0, offset_weight=0.25, per_class_spread=False).global_raw_threshold(0.3) is None
     assert Calibrator(alpha=1.0, beta=0.0, offset_weight=0.0).global_raw_threshold(0.3) is None
 

@@ -265,21 +265,20 @@ def _records(lines: List[dict], images: List[Path]) -> List[dict]:
 def _report(lines: List[dict], *, threshold: Optional[float] = None, scores: Optional[str] = None) -> None:
     """The tables (a summary line for big runs), and a hint when nothing scored above the threshold."""
     console = Console()
-    _report_scenes(console, lines)
     done = [line for line in lines if "error" not in line]
     found = sum(len(line.get("detections", [])) or line.get("count", 0) for line in done)
+    _report_scenes(console, lines, readable=len(done), found=found)
     if done and not found and threshold is not None and threshold > float("-inf"):
         kind = {"calibrated": " (calibrated scores: estimated probabilities)", "raw": " (raw scores)"}.get(scores, "")
         console.print(f"No detection scored above the threshold {threshold:g}{kind}; weaker matches are "
                       f"hidden. Lower it with --threshold to see them (docs/scores.md).")
 
 
-def _report_scenes(console: Console, lines: List[dict]) -> None:
+def _report_scenes(console: Console, lines: List[dict], *, readable: int, found: int) -> None:
+    """A table per scene, or for big runs one line (``readable`` scenes, ``found`` detections)."""
     if len(lines) > TABLE_SCENES:
-        done = [line for line in lines if "error" not in line]
-        count = sum(len(line.get("detections", [])) or line.get("count", 0) for line in done)
-        console.print(f"{len(done)} scenes, {count} detections" + (f", {len(lines) - len(done)} unreadable"
-                                                                    if len(done) < len(lines) else ""))
+        console.print(f"{readable} scenes, {found} detections" + (f", {len(lines) - readable} unreadable"
+                                                                  if readable < len(lines) else ""))
         return
     for line in lines:
         if "error" in line:

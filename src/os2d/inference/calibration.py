@@ -75,14 +75,18 @@ class Calibrator:
         """The raw score of each entry (statistics ``Tensor[K, 2]``) whose ``z`` is ``z``: ``Tensor[K]``."""
         return self.offset_weight * stats[:, 1] + z * self._spread(stats)
 
+    def z_for(self, p: float) -> float:
+        """The ``z`` whose calibrated score is ``p`` (-inf for p <= 0, inf for p >= 1)."""
+        if not 0 < p < 1:
+            return -math.inf if p <= 0 else math.inf
+        return (math.log(p / (1 - p)) - self.beta) / self.alpha
+
     def global_raw_threshold(self, p: float) -> Optional[float]:
         """The raw score whose calibrated score is ``p``, when that is the same for every class (a global
         map: ``offset_weight`` 0 and one spread); ``None`` when it depends on the class's statistics."""
         if self.offset_weight != 0 or self.per_class_spread:
             return None
-        if not 0 < p < 1:
-            return -math.inf if p <= 0 else math.inf
-        return (math.log(p / (1 - p)) - self.beta) / self.alpha * self.min_spread
+        return self.z_for(p) * self.min_spread
 
     def __call__(self, raw: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
         """Calibrated scores in (0, 1), ``Tensor[N]``."""
