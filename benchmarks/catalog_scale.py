@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -101,8 +102,9 @@ def build(args) -> None:
             print(f"catalog: {len(cat)} classes ({time.time() - start:.0f} s)", flush=True)
 
 
-def measure(work: Path, k: int, mode: str, model: str, threads: int, scenes: int) -> dict:
-    """One configuration in this (fresh) process."""
+def measure(work: Path, k: int, mode: str, model: str, threads: int, scenes: int,
+            max_windows: Optional[int] = None) -> dict:
+    """One configuration in this (fresh) process (``max_windows``: fast mode's window budget, None: the default)."""
     import torch
 
     from os2d import Detector
@@ -111,8 +113,9 @@ def measure(work: Path, k: int, mode: str, model: str, threads: int, scenes: int
     from os2d.eval.evaluate import evaluate_detections
 
     torch.set_num_threads(threads)
+    cascade = {} if max_windows is None else {"max_windows": max_windows}
     det = Detector.load(model, method=mode, score_threshold=float("-inf"), max_detections=300, scores="raw",
-                        one_label=False)
+                        one_label=False, cascade=cascade)
     data = resolve_dataset(str(work / "scenes"))
     catalog = Catalog.open(work / "catalog", det)
     true = [c for c in _true_classes()][:min(k, 16)]
@@ -139,7 +142,8 @@ def run(args) -> None:
         for mode in args.modes:
             out = subprocess.run([sys.executable, __file__, "child", "--work", str(args.work), "--k", str(k),
                                   "--mode", mode, "--model", args.model, "--threads", str(args.threads),
-                                  "--scenes", str(args.scenes)],
+                                  "--scenes", str(args.scenes)]
+                                 + ([] if args.max_windows is None else ["--max-windows", str(args.max_windows)]),
                                  capture_output=True, text=True)
             if out.returncode != 0:
                 print(out.stderr[-2000:], file=sys.stderr)
@@ -167,6 +171,8 @@ def main() -> None:
     sub.choices["run"].add_argument("--json", type=Path)
     for name in ("run", "child"):
         sub.choices[name].add_argument("--scenes", type=int, default=12, help="use the first N scenes")
+        sub.choices[name].add_argument("--max-windows", type=int, default=None,
+                                       help="fast mode's window budget (default: the model's, 1500)")
     sub.choices["child"].add_argument("--k", type=int, required=True)
     sub.choices["child"].add_argument("--mode", required=True)
     args = parser.parse_args()
@@ -175,7 +181,8 @@ def main() -> None:
     elif args.command == "run":
         run(args)
     else:
-        print(json.dumps(measure(args.work, args.k, args.mode, args.model, args.threads, args.scenes)))
+        print(json.dumps(measure(args.work, args.k, args.mode, args.model, args.threads, args.scenes,
+                                 max_windows=args.max_windows)))
 
 
 if __name__ == "__main__":

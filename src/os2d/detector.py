@@ -68,7 +68,7 @@ def _above(keep: torch.Tensor, runner_label: torch.Tensor, runner_score: torch.T
 
 #: Settings taken from the model config when not given.
 CONFIG_SETTINGS = ("base_size", "pyramid", "class_size", "nms_iou", "score_threshold", "max_detections",
-                   "pyramid_rule", "scores", "one_label", "color_weight")
+                   "pyramid_rule", "scores", "one_label", "color_weight", "trim_class_images")
 
 
 def settings_from_config(config: ModelConfig, **overrides) -> DetectSettings:
@@ -192,7 +192,7 @@ class Detector:
         """What class features prepared by this detector depend on."""
         s = self.settings
         return BankKey(model_identity=self.model_identity, class_size=s.class_size, interpolation=s.interpolation,
-                       augment=tuple(s.augment))
+                       augment=tuple(s.augment), trim=s.trim_class_images)
 
     def model_summary(self) -> dict:
         """JSON-ready description of the model (for catalogs, result files and the service)."""

@@ -112,6 +112,12 @@ def test_class_settings_are_part_of_the_identity(catalog):
         Catalog.open(catalog.folder, bigger)
 
 
+def test_margin_trimming_is_part_of_the_identity(catalog):
+    trimming = Detector.load("untrained", trim_class_images=True, **SETTINGS)
+    with pytest.raises(CatalogMismatchError, match="its trim is False, the detector's is True"):
+        Catalog.open(catalog.folder, trimming)
+
+
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "missing"])
 def test_damaged_class_file_gives_a_clear_error(catalog, untrained, damage):
     path = catalog.folder / catalog.index.find(PACKSHOTS[1]).features

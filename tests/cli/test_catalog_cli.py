@@ -161,3 +161,18 @@ def test_layout_matches_docs(tmp_path, packshots):
         assert any(pattern.match(rel) for rel in files), f"docs/catalogs.md lists {entry}, the catalog has none"
     index = json.loads((cat / "catalog.json").read_text())
     assert sorted(index) == sorted(re.findall(r"^\| `(\w+)` \|", doc.split("## The index")[1].split("##")[0], re.M))
+
+
+def test_catalog_built_with_trimming_needs_a_trimming_detector(tmp_path, packshots):
+    cat = tmp_path / "cat"
+    invoke("catalog", "build", packshots, "--out", cat, "--model", "untrained", "--trim", "--threads", "1")
+    assert info(cat)["key"]["trim"] is True
+    result = subprocess.run([sys.executable, "-m", "os2d", "detect", "--image", str(scene(*SCENES[0])), "--catalog",
+                             str(cat), "--model", "untrained", *DETECT], capture_output=True, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert "its trim is True, the detector's is False (os2d --trim/--no-trim)" in lines[0]
+    assert (detect(tmp_path, "catalog", "--catalog", cat, "--trim")
+            == detect(tmp_path, "classes", "--classes", packshots, "--trim")
+            != detect(tmp_path, "untrimmed", "--classes", packshots))

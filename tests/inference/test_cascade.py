@@ -165,3 +165,18 @@ def test_coarse_score_is_the_mean_cosine_over_the_template_cells():
     score = coarse_scores(pooled_scene(scene), templates)
     assert score.shape == (2, 25, 25)
     assert int(score[0].argmax()) == 12 * 25 + 12 and float(score[0, 12, 12]) > 0.99
+
+
+def test_coarse_score_leaves_the_template_ring_out():
+    g = torch.Generator().manual_seed(1)
+    templates = class_templates(l2_normalize(torch.randn(2, 6, 15, 15, generator=g), dim=1))
+    pooled = pooled_scene(l2_normalize(torch.randn(1, 6, 20, 24, generator=g), dim=1))
+    ringless = templates.clone()
+    ringless[..., 0, :] = ringless[..., -1, :] = 0
+    ringless[..., :, 0] = ringless[..., :, -1] = 0
+    torch.testing.assert_close(coarse_scores(pooled, ringless), coarse_scores(pooled, templates))
+    # the known answer: the mean of the 9 inner cells' cosines at one location
+    row, col = 10, 12
+    want = sum(float(templates[0, :, 2 + i, 2 + j] @ pooled[0, :, row + 3 * i, col + 3 * j])
+               for i in (-1, 0, 1) for j in (-1, 0, 1)) / 9
+    assert abs(float(coarse_scores(pooled, templates)[0, row, col]) - want) < 1e-5

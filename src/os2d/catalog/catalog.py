@@ -42,6 +42,11 @@ class CatalogMismatchError(InvalidInputError):
     """The catalog was built with another model or other class-image settings."""
 
 
+#: Class-image settings of a catalog's key and the command-line options that set them.
+_SETTING_FLAGS = {"class_size": "--class-size", "interpolation": "--interpolation", "augment": "--augment",
+                  "trim": "--trim/--no-trim"}
+
+
 def _mismatch(catalog: "Catalog", detector) -> str:
     """Why a catalog does not fit a detector, and what to do about it."""
     built, wanted = catalog.key, detector.bank_key
@@ -50,9 +55,10 @@ def _mismatch(catalog: "Catalog", detector) -> str:
         desc = catalog.index.model.get("description") or "?"
         diffs.append(f"it was built with model {built.model_identity} ({desc}), this model is "
                      f"{wanted.model_identity} ({detector.config.description or '?'})")
-    for name in ("class_size", "interpolation", "augment"):
+    for name, flag in _SETTING_FLAGS.items():
         if getattr(built, name) != getattr(wanted, name):
-            diffs.append(f"its {name} is {getattr(built, name)!r}, the detector's is {getattr(wanted, name)!r}")
+            diffs.append(f"its {name} is {getattr(built, name)!r}, the detector's is {getattr(wanted, name)!r} "
+                         f"(os2d {flag})")
     return (f"catalog {catalog.folder} does not fit this detector: " + "; ".join(diffs)
             + f". Recompute it with 'os2d catalog rebuild {catalog.folder} --model MODEL' (or --rebuild)")
 

@@ -20,12 +20,13 @@ app = typer.Typer(help="Catalogs: class features computed once, stored with the 
 CHUNK = 64
 
 
-def _detector(model: str, device: str, class_size: Optional[int], augment: Optional[str], threads: Optional[str]):
+def _detector(model: str, device: str, class_size: Optional[int], augment: Optional[str], threads: Optional[str],
+              trim: Optional[bool] = None):
     from os2d.detector import Detector
     from os2d.inference.threads import parse_threads, set_threads
 
     set_threads(parse_threads(threads))
-    fields = opt.settings_fields(class_size=class_size, augment=augment)
+    fields = opt.settings_fields(class_size=class_size, augment=augment, trim=trim)
     try:
         return Detector.load(model, device=device, **fields)
     except InvalidInputError as err:
@@ -72,14 +73,14 @@ def build(
     folder: Path = typer.Argument(..., help="Folder of class images (stem = class name; NAME__2.jpg adds a second image)."),
     out: Path = typer.Option(..., "--out", help="The new catalog folder (must not exist or be empty)."),
     model: opt.Model = "default", device: opt.Device = "cpu", threads: opt.Threads = None,
-    class_size: opt.ClassSize = None, augment: opt.Augment = None,
+    class_size: opt.ClassSize = None, augment: opt.Augment = None, trim: opt.Trim = None,
 ) -> None:
     """Compute the features of every class image in FOLDER once and store them in a new catalog."""
     from os2d.catalog import Catalog
 
     classes = classes_from_folder(folder)
     _check_new_folder(out)
-    detector = _detector(model, device, class_size, augment, threads)
+    detector = _detector(model, device, class_size, augment, threads, trim=trim)
     existed = out.exists()
     catalog = Catalog.create(out, detector)
     try:
@@ -103,7 +104,7 @@ def add(
 
     new = parse_class_args(class_, classes)
     key = Catalog.open(catalog_dir).key
-    detector = _detector(model, device, key.class_size, ",".join(key.augment) or None, threads)
+    detector = _detector(model, device, key.class_size, ",".join(key.augment) or None, threads, trim=key.trim)
     catalog = Catalog.open(catalog_dir, detector, rebuild=rebuild)
     _add_in_chunks(catalog, new, detector)
     Console().print(f"catalog {catalog_dir}: {len(catalog)} classes")
@@ -125,14 +126,15 @@ def remove(
 @app.command("rebuild")
 def rebuild_cmd(
     catalog_dir: Path = typer.Argument(..., metavar="CATALOG", help="The catalog folder."),
-    model: opt.Model = "default", device: opt.Device = "cpu", threads: opt.Threads = None,
+    model: opt.Model = "default", device: opt.Device = "cpu", threads: opt.Threads = None, trim: opt.Trim = None,
 ) -> None:
-    """Recompute every class of a catalog with MODEL from its stored class images."""
+    """Recompute every class of a catalog with MODEL from its stored class images (its class size and
+    augmentations kept; margins trimmed as MODEL does unless --trim/--no-trim says otherwise)."""
     from os2d.catalog import Catalog
 
     catalog = Catalog.open(catalog_dir)
     key = catalog.key
-    detector = _detector(model, device, key.class_size, ",".join(key.augment) or None, threads)
+    detector = _detector(model, device, key.class_size, ",".join(key.augment) or None, threads, trim=trim)
     with tqdm(total=len(catalog), desc="classes", unit="class", disable=not progress_enabled()) as bar:
         catalog.rebuild(detector, progress=lambda done, total: bar.update(done - bar.n))
     Console().print(f"catalog {catalog_dir}: rebuilt for model {detector.model_identity}")

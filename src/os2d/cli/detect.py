@@ -46,7 +46,7 @@ def detect(
     nms_mode: opt.NmsMode = None, threshold: opt.Threshold = None, max_dets: opt.MaxDets = None,
     augment: opt.Augment = None, resize_rule: opt.ResizeRule = None, interpolation: opt.Interpolation = None,
     scores: opt.Scores = None, one_label: opt.OneLabel = None, shortlist: opt.Shortlist = None,
-    candidates: opt.Candidates = None,
+    candidates: opt.Candidates = None, trim: opt.Trim = None,
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write detections as a JSON list of {image, class, score, bbox} (os2d records)."),
     jsonl: Optional[Path] = typer.Option(None, "--jsonl", help="Stream one JSON line per scene (flushed as each scene is done; docs/batch.md)."),
     resume: bool = typer.Option(False, "--resume", help="Continue a --jsonl file: skip the scenes already in it."),
@@ -72,7 +72,7 @@ def detect(
                                  class_size=class_size, nms=nms, nms_mode=nms_mode, threshold=threshold,
                                  max_dets=max_dets, augment=augment, resize_rule=resize_rule,
                                  interpolation=interpolation, scores=scores, one_label=one_label,
-                                 shortlist=shortlist, candidates=candidates)
+                                 shortlist=shortlist, candidates=candidates, trim=trim)
     job = BatchJob(method=resolve_method(method, mode), model=model, settings=fields, classes=class_map,
                    catalog=None if catalog is None else str(catalog), device=device,
                    threads=_worker_threads(threads, workers=workers, ray=ray))

@@ -53,7 +53,7 @@ def evaluate(
     pyramid: opt.Pyramid = None, pyramid_from: opt.PyramidFrom = None, class_size: opt.ClassSize = None,
     nms: opt.Nms = None, nms_mode: opt.NmsMode = None, threshold: opt.Threshold = None, max_dets: opt.MaxDets = None,
     augment: opt.Augment = None, scores: opt.Scores = None, one_label: opt.OneLabel = None,
-    shortlist: opt.Shortlist = None, candidates: opt.Candidates = None,
+    shortlist: opt.Shortlist = None, candidates: opt.Candidates = None, trim: opt.Trim = None,
     distractors: Optional[Path] = typer.Option(None, "--distractors", help="Folder of images added as extra classes that never occur in the dataset."),
     max_images: Optional[int] = typer.Option(None, "--max-images", help="Evaluate only the first N images (recognition folders: N photos taken round-robin over classes)."),
     iou: float = typer.Option(0.5, "--iou", help="IoU threshold of a correct detection (detection datasets), in (0, 1]."),
@@ -89,7 +89,7 @@ def evaluate(
         fields = opt.settings_fields(scales=scales, pyramid=pyramid, pyramid_from=pyramid_from,
                                      class_size=class_size, nms=nms, nms_mode=nms_mode, threshold=threshold,
                                      max_dets=max_dets, augment=augment, scores=scores, one_label=one_label,
-                                     shortlist=shortlist, candidates=candidates)
+                                     shortlist=shortlist, candidates=candidates, trim=trim)
         fields.setdefault("score_threshold", EVAL_SETTINGS["score_threshold"])
         fields.setdefault("max_detections", EVAL_SETTINGS["max_detections"])
         if name != "sift":

@@ -31,6 +31,7 @@ ResizeRule = Annotated[Optional[str], typer.Option("--resize-rule", help="Scene 
 Interpolation = Annotated[Optional[str], typer.Option("--interpolation", help="Resize filter: bilinear (evaluation) or bicubic (reference demo).")]
 Scores = Annotated[Optional[str], typer.Option("--scores", help="calibrated (one meaning for every class; os2d models) or raw (the network's cosine score).")]
 OneLabel = Annotated[Optional[bool], typer.Option("--one-label/--all-labels", help="Keep one class per object where boxes of different classes overlap (default: on for os2d models).")]
+Trim = Annotated[Optional[bool], typer.Option("--trim/--no-trim", help="Cut a class image's uniform margin (a packshot's white background) away before matching (default: on for os2d models).")]
 Shortlist = Annotated[Optional[int], typer.Option("--shortlist", help="Fast mode: classes kept per scene by the shortlist (0: all).")]
 Candidates = Annotated[Optional[int], typer.Option("--candidates", help="Fast mode: locations per class entry given to the exact head.")]
 
@@ -39,6 +40,7 @@ FLAGS = {"scales": "--scales", "base_size": "--base-size", "pyramid_rule": "--py
          "class_size": "--class-size", "nms_iou": "--nms", "nms_mode": "--nms-mode", "score_threshold": "--threshold",
          "max_detections": "--max-dets", "augment": "--augment", "resize_rule": "--resize-rule",
          "interpolation": "--interpolation", "scores": "--scores", "one_label": "--one-label",
+         "trim_class_images": "--trim",
          "cascade.shortlist": "--shortlist", "cascade.candidates": "--candidates"}
 
 
@@ -58,7 +60,7 @@ def parse_augment(text: Optional[str]) -> Optional[tuple]:
 
 def settings_fields(*, scales=None, base_size=None, pyramid=None, pyramid_from=None, class_size=None, nms=None,
                     nms_mode=None, threshold=None, max_dets=None, augment=None, resize_rule=None, interpolation=None,
-                    scores=None, one_label=None, shortlist=None, candidates=None) -> Dict[str, object]:
+                    scores=None, one_label=None, shortlist=None, candidates=None, trim=None) -> Dict[str, object]:
     """Command-line option values -> :class:`DetectSettings` fields (``None`` = the model's default)."""
     if threshold is not None and math.isnan(threshold):
         raise InvalidInputError("--threshold must be a number (or -inf), got nan")
@@ -66,7 +68,8 @@ def settings_fields(*, scales=None, base_size=None, pyramid=None, pyramid_from=N
     fields = {"scales": parse_scales(scales), "base_size": base_size, "pyramid_rule": pyramid,
               "pyramid_from": pyramid_from, "class_size": class_size, "nms_iou": nms, "nms_mode": nms_mode,
               "score_threshold": threshold, "max_detections": max_dets, "augment": parse_augment(augment),
-              "resize_rule": resize_rule, "interpolation": interpolation, "scores": scores, "one_label": one_label}
+              "resize_rule": resize_rule, "interpolation": interpolation, "scores": scores, "one_label": one_label,
+              "trim_class_images": trim}
     fields = {k: v for k, v in fields.items() if v is not None}
     if cascade:
         fields["cascade"] = cascade

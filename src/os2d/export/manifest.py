@@ -12,6 +12,7 @@ from typing import Dict, List, Literal, Optional, Tuple, Union
 
 from pydantic import BaseModel, ConfigDict
 
+from os2d.data import trim
 from os2d.data.preprocess import MIN_CLASS_IMAGE_SIDE
 from os2d.export.onnx_export import MAX_IMAGE_SIDE, GraphIO
 from os2d.inference.calibration import Calibrator
@@ -47,6 +48,24 @@ class GraphSpec(_Frozen):
     outputs: Tuple[TensorSpec, ...]
 
 
+class ClassTrim(_Frozen):
+    """The trim of a class image's uniform margin (:mod:`os2d.data.trim`), done before its resize.
+
+    The border's median colour is a margin when >= ``uniform`` of the border pixels are within
+    ``tolerance`` of it (every channel); content pixels differ from it by more; the crop spans the rows
+    and columns with at least ``max(1, line * side)`` content pixels; no trim when the content covers
+    less than ``min_content`` of the image or the crop has a side below ``min_side``. The crop keeps a
+    margin of ``keep`` times the content's width left and right (height above and below), within the image.
+    """
+
+    tolerance: int
+    uniform: float
+    line: float
+    min_content: float
+    keep: float
+    min_side: int
+
+
 class Preprocessing(_Frozen):
     """How images become graph inputs (the same steps as ``os2d detect``).
 
@@ -55,7 +74,8 @@ class Preprocessing(_Frozen):
     pyramid scale, ``(int(w * s + 0.5), int(h * s + 0.5))`` with ``s = scale / max(w, h)``. Class
     images: ``h * w ~= class_size^2``, ``(int(class_size / sqrt(h / w)), int(class_size * sqrt(h / w)))``.
     Scene levels with a side below ``min_side`` are skipped (as ``os2d detect`` does); class images
-    need sides of at least ``min_class_side``; no image side may exceed ``max_side``.
+    need sides of at least ``min_class_side``; no image side may exceed ``max_side``. ``class_trim``:
+    how class images are trimmed first (``None``: not trimmed).
     """
 
     color: Literal["RGB"] = "RGB"
@@ -69,6 +89,7 @@ class Preprocessing(_Frozen):
     min_side: int
     max_side: int
     min_class_side: int
+    class_trim: Optional[ClassTrim] = None
 
 
 class Geometry(_Frozen):
@@ -135,9 +156,13 @@ def build_manifest(model: OS2DModel, config: ModelConfig, *, identity: str, grap
     from os2d import __version__
 
     backbone, head = model.backbone, model.head
+    class_trim = ClassTrim(tolerance=trim.TRIM_TOLERANCE, uniform=trim.TRIM_UNIFORM, line=trim.TRIM_LINE,
+                           min_content=trim.TRIM_MIN_CONTENT, keep=trim.TRIM_KEEP,
+                           min_side=MIN_CLASS_IMAGE_SIDE)
     preprocessing = Preprocessing(
         pixel_mean=tuple(backbone.pixel_mean), pixel_std=tuple(backbone.pixel_std), class_size=config.class_size,
-        min_side=MIN_LEVEL_SIDE, max_side=MAX_IMAGE_SIDE, min_class_side=MIN_CLASS_IMAGE_SIDE)
+        min_side=MIN_LEVEL_SIDE, max_side=MAX_IMAGE_SIDE, min_class_side=MIN_CLASS_IMAGE_SIDE,
+        class_trim=class_trim if config.trim_class_images else None)
     geometry = Geometry(stride=head.stride, anchor_size=head.anchor_size, grid_size=head.grid_size,
                         feature_channels=backbone.out_channels, variant=head.variant,
                         use_transform=head.transform_net is not None)

@@ -30,6 +30,7 @@ class BankKey:
     class_size: int
     interpolation: str
     augment: Tuple[str, ...] = ()
+    trim: bool = False  # class images' uniform margins cut away (os2d.data.trim)
 
     def to_dict(self) -> dict:
         blob = asdict(self)
@@ -39,12 +40,13 @@ class BankKey:
     @classmethod
     def from_dict(cls, blob: dict) -> "BankKey":
         return cls(model_identity=str(blob["model_identity"]), class_size=int(blob["class_size"]),
-                   interpolation=str(blob["interpolation"]), augment=tuple(blob.get("augment", ())))
+                   interpolation=str(blob["interpolation"]), augment=tuple(blob.get("augment", ())),
+                   trim=bool(blob.get("trim", False)))
 
     def check(self, other: "BankKey", *, what: str = "class bank") -> None:
         """Raise :class:`InvalidInputError` naming every field where ``other`` differs from ``self``."""
         diffs = [f"{name}: {getattr(other, name)!r} (expected {getattr(self, name)!r})"
-                 for name in ("model_identity", "class_size", "interpolation", "augment")
+                 for name in ("model_identity", "class_size", "interpolation", "augment", "trim")
                  if getattr(self, name) != getattr(other, name)]
         if diffs:
             raise InvalidInputError(f"{what} was prepared with other settings than this detector's: "

@@ -8,6 +8,7 @@ from PIL import Image
 
 from os2d.data.images import ImageLike, load_image
 from os2d.data.preprocess import check_class_image_size, resize, size_by_area, to_tensor
+from os2d.data.trim import trim_uniform_border
 from os2d.errors import InvalidInputError, InvalidTypeError
 from os2d.inference.bank import BankKey, ClassBank, TensorStore
 from os2d.model.os2d import OS2DModel
@@ -35,6 +36,7 @@ def load_class_images(classes: ClassSpec, *, key: BankKey, mean, std
     """Names, preprocessed entries ``Tensor[3, h, w]`` (augmented copies included), entry labels and the
     entries' colour signatures ``Tensor[K, D]`` (:mod:`os2d.inference.verify`).
 
+    With ``key.trim`` each image's uniform margin is cut away first (:mod:`os2d.data.trim`).
     Raises clear errors for an empty mapping, an empty or non-string class name, a class without
     images, and unreadable or too small images.
     """
@@ -53,6 +55,8 @@ def load_class_images(classes: ClassSpec, *, key: BankKey, mean, std
         for image in images:
             pil = load_image(image, what=f"class image for {name!r}")
             check_class_image_size(pil, name=name)
+            if key.trim:
+                pil = trim_uniform_border(pil)
             for variant in [pil] + [pil.transpose(_TRANSPOSES[a]) for a in key.augment]:
                 tensors.append(class_pixels(variant, class_size=key.class_size, interpolation=key.interpolation,
                                             mean=mean, std=std))

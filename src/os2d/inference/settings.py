@@ -68,7 +68,8 @@ class DetectSettings(BaseModel):
     ``scales``: per pyramid level, the scene's longer side in pixels (``resize_rule="longer-side"``)
     or ``sqrt(h*w)`` (``"area"``, the reference demo). When ``None``, ``pyramid_rule`` decides:
     ``"paper"`` = ``pyramid`` factors times ``base_size``; ``"auto"`` = levels chosen from the
-    scene's own size (:func:`os2d.inference.pyramid.auto_scales`).
+    scene's own size (:func:`os2d.inference.pyramid.auto_scales`). ``trim_class_images``: cut each
+    class image's uniform margin away before its features are computed (:mod:`os2d.data.trim`).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -91,6 +92,7 @@ class DetectSettings(BaseModel):
     score_threshold: float = 0.5
     max_detections: int = Field(default=100, ge=1, le=100_000)
     augment: Tuple[str, ...] = ()
+    trim_class_images: bool = False
     class_batch: int = Field(default=4, ge=1, le=4096)
     scores: Literal["raw", "calibrated"] = "raw"
     one_label: bool = False

@@ -48,6 +48,7 @@ class ModelConfig:
     scores: str = "raw"  # "raw" cosine scores or "calibrated" (needs calibration data in the model folder)
     one_label: bool = False  # cross-class suppression: one label per object
     color_weight: float = 0.0  # colour check of one-label contests (os2d.inference.verify)
+    trim_class_images: bool = False  # cut a class image's uniform margin away (os2d.data.trim)
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -82,6 +83,7 @@ class ModelConfig:
             ("scores", self.scores in ("raw", "calibrated"), "must be 'raw' or 'calibrated'"),
             ("one_label", isinstance(self.one_label, bool), "must be true or false"),
             ("color_weight", math.isfinite(self.color_weight) and 0 <= self.color_weight <= 10, "must be in [0, 10]"),
+            ("trim_class_images", isinstance(self.trim_class_images, bool), "must be true or false"),
         ]
         for key, ok, why in checks:
             if not ok:
