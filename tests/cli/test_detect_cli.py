@@ -166,12 +166,12 @@ def test_detect_example_draw_and_no_overwrite(tmp_path):
 
 
 def test_detect_says_when_nothing_scored_above_the_threshold():
-    # the default model is unsure on the demo shelf (calibrated 0.03-0.07, README): at the default 0.3
+    # the default model is unsure on the demo shelf (calibrated 0.03-0.06, README): at the default 0.25
     # nothing is shown, and the output says why and what to change
     quiet = run_cli(["detect", "--example", "--scales", "900"])
     assert "0 detections" in quiet.stdout
     hint = " ".join(quiet.stdout.split())
-    assert "No detection scored above the threshold 0.3 (calibrated scores" in hint and "--threshold" in hint
+    assert "No detection scored above the threshold 0.25 (calibrated scores" in hint and "--threshold" in hint
     shown = run_cli(["detect", "--example", "--scales", "900", "--threshold", "0.001"])
     assert "No detection scored above" not in shown.stdout and "0 detections" not in shown.stdout
 
